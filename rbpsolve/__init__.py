@@ -1,0 +1,47 @@
+"""rbpsolve: matrix-free adjoint solvers with diagnostics for differentiating through fixed points.
+
+At a steady state ``h* = F(h*)`` the gradient of a loss needs ``z`` with
+``(I - J^T) z = g`` (recurrent back-propagation; Liao et al., ICML 2018).
+"""
+
+from ._loop import CallbackError, StepInfo
+from ._operator import (
+    FunctionOperator,
+    Identity,
+    IdentityMinus,
+    JacobianOperator,
+    MatrixOperator,
+    Operator,
+    aslinearoperator,
+    dottest,
+)
+from ._result import Result, SolveError, Status
+from ._solve import Fallback, solve, solve_adjoint
+from ._solvers import CGNE, GMRES, LSQR, AbstractSolver, FixedPoint, Neumann
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Operator",
+    "JacobianOperator",
+    "FunctionOperator",
+    "MatrixOperator",
+    "Identity",
+    "IdentityMinus",
+    "aslinearoperator",
+    "dottest",
+    "AbstractSolver",
+    "FixedPoint",
+    "Neumann",
+    "CGNE",
+    "LSQR",
+    "GMRES",
+    "Fallback",
+    "solve",
+    "solve_adjoint",
+    "Result",
+    "Status",
+    "SolveError",
+    "StepInfo",
+    "CallbackError",
+]

@@ -1,0 +1,100 @@
+"""Every array-backend quirk of rbpsolve lives here.
+
+The core computes with the array API standard through ``array_api_compat``:
+``xp = namespace(*arrays)`` at each public entry, passed down. Nothing here
+imports torch or cupy; ``array_api_compat`` recognises their arrays without
+importing them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "namespace",
+    "device_of",
+    "vdot",
+    "norm",
+    "to_float",
+    "to_numpy",
+    "from_numpy",
+    "describe_namespace",
+]
+
+
+def namespace(*arrays):
+    """The array-API namespace shared by ``arrays``.
+
+    Raises
+    ------
+    TypeError
+        If the arrays come from different libraries, naming them.
+    """
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as error:
+        kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in arrays})
+        raise TypeError(
+            f"arrays from different libraries were mixed ({', '.join(kinds)}); "
+            "convert them to one library (for example all torch tensors) before solving"
+        ) from error
+
+
+def device_of(x):
+    return array_api_compat.device(x)
+
+
+def describe_namespace(xp) -> str:
+    name = getattr(xp, "__name__", repr(xp))
+    return name.replace("array_api_compat.", "")
+
+
+def vdot(xp, a, b):
+    """Real inner product over every element of ``a`` and ``b`` (a 0-d array)."""
+    return xp.sum(a * b)
+
+
+def norm(xp, a):
+    """Euclidean norm over every element of ``a`` (a 0-d array)."""
+    return xp.linalg.vector_norm(a)
+
+
+def to_float(x) -> float:
+    """A 0-d array (or Python number) as a Python float: one host synchronisation."""
+    if isinstance(x, (int, float)):
+        return float(x)
+    if array_api_compat.is_torch_array(x):
+        return float(x.detach().item())
+    return float(x)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A copy of ``x`` on the host as a numpy array (used by diagnostics and scipy interop)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def from_numpy(xp, a: np.ndarray, *, dtype, device):
+    """``a`` in namespace ``xp`` with the given dtype and device."""
+    return xp.asarray(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+
+def is_real_floating(xp, dtype) -> bool:
+    return xp.isdtype(dtype, "real floating")
+
+
+def finite_or_nan(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def to_floats(xp, *scalars) -> list[float]:
+    """Several 0-d arrays as Python floats with a single host transfer."""
+    return [float(v) for v in to_numpy(xp.stack(scalars))]

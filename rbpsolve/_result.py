@@ -1,0 +1,141 @@
+"""The outcome of a solve: :class:`Result`, :class:`Status` and :class:`SolveError`."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+__all__ = ["Status", "Result", "SolveError"]
+
+
+class Status(enum.Enum):
+    """How a solve ended. Each value is the message a user reads, saying what to try.
+
+    ``Result.ok`` is true for :attr:`CONVERGED` and :attr:`BUDGET_SPENT` only.
+    """
+
+    CONVERGED = "converged: the residual met the tolerance max(rtol * norm(b), atol)"
+    BUDGET_SPENT = (
+        "ran its fixed budget of max_steps steps (rtol = atol = 0 asks for no tolerance); "
+        "Result.error_bound, where given, bounds the error"
+    )
+    MAX_STEPS = (
+        "stopped at max_steps before reaching the tolerance: raise max_steps, loosen rtol/atol, "
+        "or use a Krylov solver (GMRES, LSQR); rbpsolve.analyze(J) estimates the steps each solver needs"
+    )
+    DIVERGED = (
+        "diverged: the residual grew by more than divergence_factor over its smallest value. "
+        "FixedPoint and Neumann converge only when the spectral radius of J is below 1; "
+        "use GMRES, LSQR or CGNE, which do not need it"
+    )
+    BREAKDOWN = (
+        "the Krylov recurrence broke down (a zero denominator): I - J^T may be singular; "
+        "LSQR returns a least-squares solution of singular systems"
+    )
+    LEAST_SQUARES = (
+        "the system looks inconsistent (singular, with b outside its range): x is a least-squares "
+        "solution whose residual cannot shrink further; check whether I - J^T is singular "
+        "(rbpsolve.analyze), or pass throw=False to use x as it is"
+    )
+    NONFINITE = (
+        "a NaN or inf appeared: the operator returned non-finite values or the iteration overflowed; "
+        "check the vjp/jvp callbacks at this point, or solve in float64"
+    )
+    STOPPED = "stopped early because the callback returned True"
+
+    @property
+    def ok(self) -> bool:
+        return self in (Status.CONVERGED, Status.BUDGET_SPENT)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Result:
+    """What a solve returns: the solution and everything known about how good it is.
+
+    Attributes
+    ----------
+    x : array
+        The solution, in the namespace, dtype, device and shape of the right-hand side.
+    status : Status
+        How the solve ended; ``status.value`` says what to try when it failed.
+    num_steps : int
+        Iterations taken (each costs at least one operator product).
+    history : tuple of float
+        One norm per step: the residual (or, for FixedPoint and Neumann, the norm of the
+        update, which is the residual of the previous iterate). See each solver's Notes.
+    num_vjp, num_jvp : int
+        Products with J^T (vector-Jacobian) and with J (Jacobian-vector) spent. For a
+        general operator A, ``num_jvp`` counts products A v and ``num_vjp`` products A^T u.
+    residual_norm : float or None
+        ``norm(b - A x)`` of the returned ``x`` where the solver knows it: recomputed
+        exactly by GMRES, by recurrence in CGNE and LSQR, not known by FixedPoint and
+        Neumann (their ``history`` holds the residual of the previous iterate).
+    b_norm : float
+        ``norm(b)``, the scale of ``rtol``.
+    error_bound : float or None
+        An upper bound on ``norm(x - x_exact)`` where theory gives one, that is where a
+        bound ``q < 1`` on the norm of J is known (``JacobianOperator(norm_bound=q)``).
+    solver : object
+        The settings of the solver that produced ``x``.
+    info : dict
+        Solver-specific estimates (LSQR: ``anorm``, ``acond``, ``arnorm``, ``xnorm``).
+    attempts : tuple of Result
+        Earlier results in a :class:`~rbpsolve.Fallback` chain, first first.
+    """
+
+    x: Any
+    status: Status
+    num_steps: int
+    history: tuple
+    num_vjp: int
+    num_jvp: int
+    residual_norm: float | None
+    b_norm: float
+    error_bound: float | None
+    solver: Any
+    info: dict = dataclasses.field(default_factory=dict)
+    attempts: tuple = ()
+
+    @property
+    def ok(self) -> bool:
+        """True if the solve met its tolerance or spent its fixed budget."""
+        return self.status.ok
+
+    @property
+    def relative_residual(self) -> float | None:
+        if self.residual_norm is None or self.b_norm == 0:
+            return None
+        return self.residual_norm / self.b_norm
+
+    def __repr__(self) -> str:
+        fields = [
+            f"status={self.status.name}",
+            f"num_steps={self.num_steps}",
+            f"num_vjp={self.num_vjp}",
+            f"num_jvp={self.num_jvp}",
+            f"residual_norm={_fmt(self.residual_norm)}",
+            f"error_bound={_fmt(self.error_bound)}",
+            f"solver={self.solver!r}",
+        ]
+        if self.attempts:
+            fields.append(f"attempts={len(self.attempts)}")
+        return "Result(" + ", ".join(fields) + ")"
+
+
+def _fmt(value):
+    return "None" if value is None else f"{value:.3e}"
+
+
+class SolveError(RuntimeError):
+    """A solve failed; ``.result`` holds the :class:`Result` with the last iterate.
+
+    Raised by ``solve`` and ``solve_adjoint`` when ``throw=True`` and the status is not ok.
+    """
+
+    def __init__(self, result: Result):
+        self.result = result
+        solver = type(result.solver).__name__
+        super().__init__(
+            f"{solver} {result.status.name} after {result.num_steps} steps: {result.status.value}"
+        )

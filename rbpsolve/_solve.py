@@ -1,0 +1,209 @@
+"""The two entry points, ``solve`` and ``solve_adjoint``, and their input checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from . import _backend
+from ._loop import iterate
+from ._operator import IdentityMinus, Operator, Transpose, aslinearoperator
+from ._result import Result, SolveError
+from ._solvers._base import AbstractSolver
+
+__all__ = ["solve", "solve_adjoint", "Fallback"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fallback:
+    """Try solvers in turn until one succeeds; the switch is recorded in the result.
+
+    Each solver starts afresh from the caller's ``x0`` (a diverged iterate is a bad
+    start). The returned :class:`Result` is the first successful one, or the last; its
+    ``attempts`` holds the results that came before it, and its counts include theirs.
+
+    Examples
+    --------
+    >>> import rbpsolve
+    >>> chain = rbpsolve.Fallback(rbpsolve.Neumann(max_steps=50, rtol=1e-8), rbpsolve.GMRES(rtol=1e-8))
+    """
+
+    solvers: tuple
+
+    def __init__(self, *solvers):
+        if len(solvers) == 1 and isinstance(solvers[0], (tuple, list)):
+            solvers = tuple(solvers[0])
+        if not solvers:
+            raise ValueError("Fallback needs at least one solver, e.g. Fallback(Neumann(), GMRES())")
+        for s in solvers:
+            if not isinstance(s, AbstractSolver):
+                raise TypeError(f"Fallback takes rbpsolve solvers such as rbpsolve.GMRES(); got {s!r}")
+        object.__setattr__(self, "solvers", tuple(solvers))
+
+
+def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: bool = True) -> Result:
+    """Solve ``A x = b`` (or ``min ||b - A x||`` with LSQR and CGNE) matrix-free.
+
+    Parameters
+    ----------
+    A : Operator, scipy LinearOperator, sparse matrix or 2-D array
+        The operator; non-rbpsolve objects go through :func:`aslinearoperator`.
+    b : array
+        Right-hand side, shaped like ``A``'s output, of its namespace, dtype and device.
+    solver : solver settings or Fallback
+        e.g. ``rbpsolve.GMRES(rtol=1e-8)``.
+    x0 : array, optional
+        Start (zero by default); never modified.
+    callback : callable, optional
+        ``callback(info)`` after every step with an :class:`StepInfo`; returning True
+        stops the solve with ``Status.STOPPED``.
+    throw : bool
+        Raise :class:`SolveError` (carrying the Result) when the status is not ok;
+        with False, return the Result whatever happened.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, with the problem and the fix named.
+    SolveError
+        With ``throw=True``, when the solve did not converge.
+    """
+    A = aslinearoperator(A)
+    _check_solver(solver)
+    _check_array(b, A.out_space, "b", "A maps to arrays")
+    if x0 is not None:
+        _check_array(x0, A.in_space, "x0", "A acts on arrays")
+    for s in _solvers(solver):
+        _check_products(s, A, square_msg="A", mv_msg="products A v (matvec)", rmv_msg="products A^T u (rmatvec)")
+    return _run(solver, A, b, x0, callback, throw)
+
+
+def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, throw: bool = True) -> Result:
+    r"""Solve the adjoint system ``(I - J^T) z = g`` of recurrent back-propagation.
+
+    At a fixed point ``h* = F(h*)`` with ``J = dF/dh`` and ``g = dL/dh*``, the gradient of
+    ``L`` with respect to parameters ``w`` is ``z^T dF/dw`` (implicit function theorem;
+    Eq. 6 of Liao et al. 2018).
+
+    Parameters
+    ----------
+    J : JacobianOperator (or any square Operator)
+        The Jacobian, known through ``vjp`` (and ``jvp`` for CGNE and LSQR).
+    g : array
+        Shaped like the state, of ``J``'s namespace, dtype and device.
+    solver, x0, callback, throw
+        As in :func:`solve`.
+
+    Returns
+    -------
+    Result
+        ``x`` is ``z``; ``num_vjp`` and ``num_jvp`` count products with ``J^T`` and ``J``.
+
+    Examples
+    --------
+    >>> import numpy as np, rbpsolve
+    >>> W = 0.5 * np.eye(3)
+    >>> J = rbpsolve.JacobianOperator(lambda u: W.T @ u, like=np.zeros(3))
+    >>> rbpsolve.solve_adjoint(J, np.ones(3), rbpsolve.Neumann(max_steps=60)).x.round(6)
+    array([2., 2., 2.])
+    """
+    if not isinstance(J, Operator):
+        raise TypeError(
+            f"J must be an rbpsolve operator such as rbpsolve.JacobianOperator(vjp, jvp, like=h); "
+            f"got {type(J).__name__}"
+        )
+    if not J.is_square:
+        raise ValueError(
+            f"J must map the state to itself; this one maps shape {J.in_shape} to {J.out_shape}"
+        )
+    _check_solver(solver)
+    _check_array(g, J.in_space, "g", "J acts on arrays")
+    if x0 is not None:
+        _check_array(x0, J.in_space, "x0", "J acts on arrays")
+    A = IdentityMinus(Transpose(J))
+    for s in _solvers(solver):
+        _check_products(
+            s,
+            A,
+            square_msg="J",
+            mv_msg="products J^T u (a vjp)",
+            rmv_msg="products J v (a jvp), but J was built without jvp=; pass jvp= or use "
+            "FixedPoint, Neumann or GMRES, which need only vjp",
+        )
+    return _run(solver, A, g, x0, callback, throw)
+
+
+def _run(solver, A, b, x0, callback, throw) -> Result:
+    if isinstance(solver, Fallback):
+        attempts = []
+        for s in solver.solvers:
+            result = iterate(s, A, b, x0, callback=callback)
+            if result.ok:
+                break
+            attempts.append(result)
+        else:
+            attempts.pop()
+        result = dataclasses.replace(
+            result,
+            attempts=tuple(attempts),
+            num_vjp=result.num_vjp + sum(r.num_vjp for r in attempts),
+            num_jvp=result.num_jvp + sum(r.num_jvp for r in attempts),
+        )
+    else:
+        result = iterate(solver, A, b, x0, callback=callback)
+    if throw and not result.ok:
+        raise SolveError(result)
+    return result
+
+
+def _solvers(solver):
+    return solver.solvers if isinstance(solver, Fallback) else (solver,)
+
+
+def _check_solver(solver):
+    if isinstance(solver, type) and issubclass(solver, AbstractSolver):
+        raise TypeError(f"pass solver settings, not the class: {solver.__name__}() instead of {solver.__name__}")
+    if not isinstance(solver, (AbstractSolver, Fallback)):
+        raise TypeError(
+            f"solver must be rbpsolve solver settings such as rbpsolve.GMRES(rtol=1e-8); got {solver!r}"
+        )
+
+
+def _check_products(solver, A, *, square_msg, mv_msg, rmv_msg):
+    name = type(solver).__name__
+    if solver.needs_square and not A.is_square:
+        raise ValueError(f"{name} needs a square system; {square_msg} maps shape {A.in_shape} to {A.out_shape}: use LSQR")
+    if solver.needs_mv and not A.has_mv:
+        raise ValueError(f"{name} needs {mv_msg}, which this operator cannot make")
+    if solver.needs_rmv and not A.has_rmv:
+        raise ValueError(f"{name} needs {rmv_msg}")
+
+
+def _check_array(arr, space, name: str, what: str):
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        raise TypeError(f"{name} must be an array; got {type(arr).__name__}")
+    xp = _backend.namespace(arr)
+    if xp is not space.xp:
+        raise TypeError(
+            f"{name} is a {_backend.describe_namespace(xp)} array but the operator works on "
+            f"{_backend.describe_namespace(space.xp)} arrays; convert {name} (or build the operator "
+            f"with a `like` array of the same library)"
+        )
+    if tuple(arr.shape) != space.shape:
+        raise ValueError(f"{name} has shape {tuple(arr.shape)} but {what} of shape {space.shape}")
+    if arr.dtype != space.dtype:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but the operator works in {space.dtype}; cast {name} "
+            f"(e.g. {name}.astype) or build the operator with a `like` array of dtype {arr.dtype}"
+        )
+    if str(_backend.device_of(arr)) != str(space.device):
+        raise ValueError(
+            f"{name} is on device {_backend.device_of(arr)} but the operator works on {space.device}; "
+            f"move {name} there"
+        )
+    if not bool(xp.all(xp.isfinite(arr))):
+        raise ValueError(f"{name} contains NaN or inf; the solve needs finite values")
