@@ -4,6 +4,9 @@ At a steady state ``h* = F(h*)`` the gradient of a loss needs ``z`` with
 ``(I - J^T) z = g`` (recurrent back-propagation; Liao et al., ICML 2018).
 """
 
+from ._analyze import Report, SolverAdvice, analyze
+from ._bounds import contraction_bound, neumann_bound, neumann_steps
+from ._estimates import Estimate, estimate_norm, estimate_singular_values, estimate_spectral_radius
 from ._loop import CallbackError, StepInfo
 from ._operator import (
     FunctionOperator,
@@ -44,4 +47,14 @@ __all__ = [
     "SolveError",
     "StepInfo",
     "CallbackError",
+    "estimate_norm",
+    "estimate_singular_values",
+    "estimate_spectral_radius",
+    "Estimate",
+    "neumann_bound",
+    "neumann_steps",
+    "contraction_bound",
+    "analyze",
+    "Report",
+    "SolverAdvice",
 ]

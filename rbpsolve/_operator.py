@@ -14,7 +14,7 @@ on the user's objects between solves.
 from __future__ import annotations
 
 import math
-from typing import Callable
+
 
 import numpy as np
 

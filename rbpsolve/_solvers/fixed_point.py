@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
+from .._bounds import contraction_bound
 from .._operator import iteration_operator
 from ._base import AbstractSolver, StepReport
 
@@ -79,11 +80,11 @@ class FixedPoint(AbstractSolver):
         return state.x
 
     def finish(self, a, b, state):
-        return {"error_bound": contraction_bound(iteration_operator(a).norm_bound, state.update_norm)}
+        return {"error_bound": certificate(iteration_operator(a).norm_bound, state.update_norm)}
 
 
-def contraction_bound(q: float | None, update_norm: float | None) -> float | None:
-    """``q / (1 - q) * ||x_k - x_{k-1}||`` where ``||M|| <= q < 1`` is known."""
+def certificate(q: float | None, update_norm: float | None) -> float | None:
+    """The contraction certificate where a bound ``||M|| <= q < 1`` is declared, else None."""
     if q is None or q >= 1 or update_norm is None:
         return None
-    return q / (1.0 - q) * update_norm
+    return contraction_bound(q, update_norm)

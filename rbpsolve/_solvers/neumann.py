@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 from .. import _backend
 from .._operator import iteration_operator
 from ._base import AbstractSolver, StepReport
-from .fixed_point import contraction_bound
+from .fixed_point import certificate
 
 __all__ = ["Neumann"]
 
@@ -84,4 +84,4 @@ class Neumann(AbstractSolver):
         info = {}
         if q is not None and q < 1:
             info["prior_bound"] = q ** (state.steps + 1) / (1.0 - q) * state.b_norm
-        return {"error_bound": contraction_bound(q, state.term_norm), "info": info}
+        return {"error_bound": certificate(q, state.term_norm), "info": info}
