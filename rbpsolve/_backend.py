@@ -54,11 +54,17 @@ def describe_namespace(xp) -> str:
 
 def vdot(xp, a, b):
     """Real inner product over every element of ``a`` and ``b`` (a 0-d array)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        # BLAS dot, without the temporary of a * b: numpy's per-call overhead
+        # dominates small solves.
+        return np.vdot(a, b)
     return xp.sum(a * b)
 
 
 def norm(xp, a):
     """Euclidean norm over every element of ``a`` (a 0-d array)."""
+    if type(a) is np.ndarray:
+        return np.sqrt(np.vdot(a, a))
     return xp.linalg.vector_norm(a)
 
 
@@ -97,4 +103,6 @@ def finite_or_nan(value: float) -> bool:
 
 def to_floats(xp, *scalars) -> list[float]:
     """Several 0-d arrays as Python floats with a single host transfer."""
+    if all(isinstance(v, (np.ndarray, np.generic)) for v in scalars):
+        return [float(v) for v in scalars]
     return [float(v) for v in to_numpy(xp.stack(scalars))]

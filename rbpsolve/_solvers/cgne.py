@@ -21,6 +21,7 @@ class _State(NamedTuple):
     gamma: float  # ||s||^2
     r_norm: float
     anorm: float  # running lower estimate of ||A||
+    lsq_rtol: float
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,8 @@ class CGNE(AbstractSolver):
         s = a.rmv(r)
         gamma = _backend.to_float(_backend.vdot(xp, s, s))
         r_norm = _backend.to_float(_backend.norm(xp, r))
-        return _State(x, r, s, s, gamma, r_norm, 0.0)
+        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
+        return _State(x, r, s, s, gamma, r_norm, 0.0, lsq)
 
     def step(self, a, b, state):
         xp = a.xp
@@ -88,9 +90,8 @@ class CGNE(AbstractSolver):
         r_norm = math.sqrt(r_norm2)
         p = s + (gamma / state.gamma) * state.p
         anorm = max(state.anorm, math.sqrt(delta / p_norm2))
-        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
-        least_squares = not self.fixed_budget and math.sqrt(gamma) <= lsq * anorm * r_norm
-        return _State(x, r, s, p, gamma, r_norm, anorm), StepReport(r_norm, least_squares=least_squares)
+        least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
+        return _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol), StepReport(r_norm, least_squares=least_squares)
 
     def solution(self, a, b, state):
         return state.x

@@ -20,7 +20,8 @@ class _State(NamedTuple):
     x: Any  # the start of the current cycle
     r: Any | None  # b - A x, known exactly at a cycle's start
     r_norm: float | None  # its norm; None while unknown
-    basis: tuple  # orthonormal Arnoldi vectors of this cycle
+    basis: Any  # (restart + 1, n) rows: the cycle's orthonormal Arnoldi vectors, flattened
+    size: int  # how many rows of `basis` are filled
     hessenberg: tuple  # columns of the rotated Hessenberg matrix (host float64)
     cosines: tuple
     sines: tuple
@@ -49,7 +50,7 @@ class GMRES(AbstractSolver):
     symmetry: the standard method for non-symmetric systems. Without restarts it finds
     the exact solution in at most ``n`` steps; restarted, it can stagnate on indefinite
     problems (raise ``restart``). Orthogonalisation is classical Gram-Schmidt applied
-    twice (one host transfer of all inner products per pass), as stable as modified
+    twice (each pass two matrix-vector products with the stored basis and one host transfer), as stable as modified
     Gram-Schmidt and friendlier to GPUs. The small least-squares problem is solved on
     the host in float64.
 
@@ -72,29 +73,32 @@ class GMRES(AbstractSolver):
             r = b
         else:
             x, r = x0, b - a.mv(x0)
-        return _State(x, r, None, (), (), (), (), (), math.inf, tol)
+        return _State(x, r, None, None, 0, (), (), (), (), math.inf, tol)
 
     def step(self, a, b, state):
         xp = a.xp
         tol = state.tol
-        if not state.basis:
+        if state.size == 0:
             r_norm = _backend.to_float(_backend.norm(xp, state.r))
             if r_norm == 0 or not math.isfinite(r_norm):
                 return state._replace(r_norm=r_norm, estimate=r_norm), StepReport(r_norm)
-            state = state._replace(basis=((1.0 / r_norm) * state.r,), rhs=(r_norm,), r_norm=r_norm)
-        basis = state.basis
-        w = a.mv(basis[-1])
-        coefficients = np.zeros(len(basis))
-        for _ in range(2):  # classical Gram-Schmidt, twice
-            h = _backend.to_numpy(xp.stack([_backend.vdot(xp, v, w) for v in basis])).astype(np.float64)
-            for hi, v in zip(h, basis):
-                w = w - float(hi) * v
-            coefficients += h
+            # Rows already written are never changed within a cycle, so earlier states
+            # that share this matrix stay valid; a restart allocates a new one.
+            basis = xp.zeros((self.restart + 1, a.in_space.size), dtype=b.dtype, device=a.device)
+            basis[0, :] = xp.reshape(state.r, (-1,)) * (1.0 / r_norm)
+            state = state._replace(basis=basis, size=1, rhs=(r_norm,), r_norm=r_norm)
+        k = state.size - 1
+        filled = state.basis[: state.size, :]
+        w = xp.reshape(a.mv(xp.reshape(filled[k, :], a.in_shape)), (-1,))
+        coefficients = np.zeros(state.size)
+        for _ in range(2):  # classical Gram-Schmidt, twice: two matrix-vector products a pass
+            h = xp.matmul(filled, w)
+            w = w - xp.matmul(h, filled)
+            coefficients += _backend.to_numpy(h).astype(np.float64)
         w_norm = _backend.to_float(_backend.norm(xp, w))
         column = list(coefficients) + [w_norm]
         for i, (c, s) in enumerate(zip(state.cosines, state.sines)):
             column[i], column[i + 1] = c * column[i] + s * column[i + 1], -s * column[i] + c * column[i + 1]
-        k = len(basis) - 1
         denom = math.hypot(column[k], column[k + 1])
         if denom == 0 or not math.isfinite(denom):
             return state, StepReport(math.nan if not math.isfinite(denom) else state.estimate, breakdown=True)
@@ -105,25 +109,27 @@ class GMRES(AbstractSolver):
         rhs[k] = c * rhs[k]
         estimate = abs(rhs[-1])
         lucky = w_norm <= 1e-14 * denom  # the Krylov space is invariant: the cycle's answer is exact
+        if not lucky and state.size < self.restart:
+            state.basis[state.size, :] = w * (1.0 / w_norm)
         state = state._replace(
             hessenberg=state.hessenberg + (np.asarray(column[: k + 1]),),
             cosines=state.cosines + (c,),
             sines=state.sines + (s,),
             rhs=tuple(rhs),
             estimate=estimate,
-            basis=basis if lucky else basis + ((1.0 / w_norm) * w,),
+            size=state.size if lucky else state.size + 1,
         )
         if estimate <= tol or lucky or len(state.hessenberg) == self.restart:
-            x = self._form(xp, state)
+            x = self._form(xp, a, state)
             r = b - a.mv(x)
             r_norm = _backend.to_float(_backend.norm(xp, r))
-            restarted = _State(x, r, r_norm, (), (), (), (), (), r_norm, tol)
+            restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol)
             # A lucky breakdown whose true residual is not small: A is singular here.
             breakdown = lucky and r_norm > tol
             return restarted, StepReport(r_norm, breakdown=breakdown)
         return state, StepReport(estimate)
 
-    def _form(self, xp, state):
+    def _form(self, xp, a, state):
         if not state.hessenberg:
             return state.x
         m = len(state.hessenberg)
@@ -131,13 +137,11 @@ class GMRES(AbstractSolver):
         for j, col in enumerate(state.hessenberg):
             upper[: len(col), j] = col
         y = scipy.linalg.solve_triangular(upper, np.asarray(state.rhs[:m]), lower=False)
-        x = state.x
-        for yi, v in zip(y, state.basis):
-            x = x + float(yi) * v
-        return x
+        y = xp.asarray(y, dtype=state.x.dtype, device=a.device)
+        return state.x + xp.reshape(xp.matmul(y, state.basis[:m, :]), a.in_shape)
 
     def solution(self, a, b, state):
-        return self._form(a.xp, state)
+        return self._form(a.xp, a, state)
 
     def finish(self, a, b, state):
         residual = state.r_norm if not state.hessenberg else state.estimate

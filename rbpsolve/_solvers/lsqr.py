@@ -25,6 +25,7 @@ class _State(NamedTuple):
     anorm: float
     ddnorm: float
     arnorm: float
+    lsq_rtol: float
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -74,7 +75,8 @@ class LSQR(AbstractSolver):
         alpha = _backend.to_float(_backend.norm(xp, v))
         if alpha > 0:
             v = (1.0 / alpha) * v
-        return _State(x, u, v, v, alpha, beta, alpha, beta, 0.0, 0.0, alpha * beta)
+        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
+        return _State(x, u, v, v, alpha, beta, alpha, beta, 0.0, 0.0, alpha * beta, lsq)
 
     def step(self, a, b, state):
         xp = a.xp
@@ -105,9 +107,8 @@ class LSQR(AbstractSolver):
         w = v - (theta / rho) * state.w
         ddnorm = state.ddnorm + (w_norm / rho) ** 2
         arnorm = alpha * abs(s * phi)
-        new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm)
-        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
-        least_squares = not self.fixed_budget and anorm > 0 and arnorm <= lsq * anorm * phibar
+        new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol)
+        least_squares = not self.fixed_budget and anorm > 0 and arnorm <= state.lsq_rtol * anorm * phibar
         return new, StepReport(phibar, least_squares=least_squares)
 
     def solution(self, a, b, state):
