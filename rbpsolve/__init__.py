@@ -7,6 +7,7 @@ At a steady state ``h* = F(h*)`` the gradient of a loss needs ``z`` with
 from ._analyze import Report, SolverAdvice, analyze
 from ._bounds import contraction_bound, neumann_bound, neumann_steps
 from ._estimates import Estimate, estimate_norm, estimate_singular_values, estimate_spectral_radius
+from ._forward import AbstractForwardSolver, Anderson, Picard, fixed_point
 from ._loop import CallbackError, StepInfo
 from ._operator import (
     FunctionOperator,
@@ -20,7 +21,7 @@ from ._operator import (
 )
 from ._result import Result, SolveError, Status
 from ._solve import Fallback, solve, solve_adjoint
-from ._solvers import CGNE, GMRES, LSQR, AbstractSolver, FixedPoint, Neumann
+from ._solvers import CGNE, GMRES, LSQR, AbstractSolver, FixedPoint, Neumann, RandomizedNeumann
 
 __version__ = "0.1.0"
 
@@ -36,12 +37,17 @@ __all__ = [
     "AbstractSolver",
     "FixedPoint",
     "Neumann",
+    "RandomizedNeumann",
     "CGNE",
     "LSQR",
     "GMRES",
     "Fallback",
     "solve",
     "solve_adjoint",
+    "AbstractForwardSolver",
+    "Picard",
+    "Anderson",
+    "fixed_point",
     "Result",
     "Status",
     "SolveError",

@@ -54,12 +54,16 @@ class CallbackError(RuntimeError):
 
 
 def iterate(solver, a, b, x0, *, callback=None) -> Result:
-    """Run ``solver`` on ``a x = b`` from ``x0`` (None: zero) and build the Result."""
+    """Run ``solver`` on ``a x = b`` from ``x0`` (None: zero) and build the Result.
+
+    The forward fixed-point solvers run here too, with ``a`` the map ``F``, ``b = None``
+    and ``x0 = h0``: their steps report the scale of ``rtol`` (``StepReport.scale``).
+    """
     counter = ProductCounter()
     a = a.with_counter(counter)
     xp = a.xp
-    b_norm = _backend.to_float(_backend.norm(xp, b))
-    tol = max(solver.rtol * b_norm, solver.atol)
+    b_norm = None if b is None else _backend.to_float(_backend.norm(xp, b))
+    tol = solver.atol if b_norm is None else max(solver.rtol * b_norm, solver.atol)
 
     state = solver.init(a, b, x0, tol)
     history: list[float] = []
@@ -78,7 +82,8 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         if residual < best_residual:
             best_residual = residual
             best_state = previous if solver.residual_lags else state
-        if residual <= tol:
+        step_tol = tol if report.scale is None else max(solver.rtol * float(report.scale), solver.atol)
+        if residual <= step_tol:
             status = Status.CONVERGED
             break
         if report.least_squares:
@@ -89,6 +94,9 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
             break
         if solver.can_diverge and residual > solver.divergence_factor * best_residual:
             status = Status.DIVERGED
+            break
+        if report.done:
+            status = Status.BUDGET_SPENT
             break
         if callback is not None:
             info = StepInfo(k, residual, _solution_of(solver, a, b, state))
@@ -117,7 +125,7 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         num_vjp=counter.vjp,
         num_jvp=counter.jvp,
         residual_norm=extra.get("residual_norm"),
-        b_norm=b_norm,
+        b_norm=extra.get("b_norm", b_norm),
         error_bound=extra.get("error_bound"),
         solver=solver,
         info=extra.get("info", {}),

@@ -9,6 +9,7 @@ from . import _backend
 from ._loop import iterate
 from ._operator import IdentityMinus, Operator, Transpose, aslinearoperator
 from ._result import Result, SolveError
+from ._forward._base import AbstractForwardSolver
 from ._solvers._base import AbstractSolver
 
 __all__ = ["solve", "solve_adjoint", "Fallback"]
@@ -21,6 +22,8 @@ class Fallback:
     Each solver starts afresh from the caller's ``x0`` (a diverged iterate is a bad
     start). The returned :class:`Result` is the first successful one, or the last; its
     ``attempts`` holds the results that came before it, and its counts include theirs.
+    A chain holds linear solvers (for ``solve`` and ``solve_adjoint``) or forward solvers
+    (``Picard``, ``Anderson``, for ``fixed_point``), not both.
 
     Examples
     --------
@@ -36,7 +39,7 @@ class Fallback:
         if not solvers:
             raise ValueError("Fallback needs at least one solver, e.g. Fallback(Neumann(), GMRES())")
         for s in solvers:
-            if not isinstance(s, AbstractSolver):
+            if not isinstance(s, (AbstractSolver, AbstractForwardSolver)):
                 raise TypeError(f"Fallback takes rbpsolve solvers such as rbpsolve.GMRES(); got {s!r}")
         object.__setattr__(self, "solvers", tuple(solvers))
 
@@ -167,6 +170,12 @@ def _solvers(solver):
 def _check_solver(solver):
     if isinstance(solver, type) and issubclass(solver, AbstractSolver):
         raise TypeError(f"pass solver settings, not the class: {solver.__name__}() instead of {solver.__name__}")
+    for s in _solvers(solver):
+        if isinstance(s, AbstractForwardSolver):
+            raise TypeError(
+                f"{type(s).__name__} finds fixed points h = F(h) (use rbpsolve.fixed_point); "
+                f"linear systems need a linear solver such as rbpsolve.GMRES(rtol=1e-8)"
+            )
     if not isinstance(solver, (AbstractSolver, Fallback)):
         raise TypeError(
             f"solver must be rbpsolve solver settings such as rbpsolve.GMRES(rtol=1e-8); got {solver!r}"

@@ -6,5 +6,6 @@ from .fixed_point import FixedPoint
 from .gmres import GMRES
 from .lsqr import LSQR
 from .neumann import Neumann
+from .randomized_neumann import RandomizedNeumann
 
-__all__ = ["AbstractSolver", "StepReport", "FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES"]
+__all__ = ["AbstractSolver", "StepReport", "FixedPoint", "Neumann", "RandomizedNeumann", "CGNE", "LSQR", "GMRES"]

@@ -19,11 +19,20 @@ class StepReport(NamedTuple):
     least_squares : bool
         The normal-equation residual vanished while the residual did not: an
         inconsistent system whose least-squares solution has been reached.
+    scale : float or None
+        The scale of ``rtol`` for this step's test, ``max(rtol * scale, atol)``; None
+        (every linear solver) means ``norm(b)``. The forward fixed-point solvers pass
+        ``norm(F(h_k))``.
+    done : bool
+        The solver has finished its budget early (the random length drawn by
+        RandomizedNeumann); the loop stops with ``Status.BUDGET_SPENT``.
     """
 
     residual: float
     breakdown: bool = False
     least_squares: bool = False
+    scale: float | None = None
+    done: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

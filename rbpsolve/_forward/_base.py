@@ -1,0 +1,126 @@
+"""What every forward (fixed-point) solver shares: settings checks and the map ``F``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from .. import _backend
+from .._operator import _Space
+from .._solvers._base import AbstractSolver
+
+__all__ = ["AbstractForwardSolver"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AbstractForwardSolver:
+    """Settings shared by the solvers of ``h = F(h)``.
+
+    Parameters
+    ----------
+    max_steps : int
+        The most evaluations of ``F`` (one per step).
+    rtol, atol : float
+        Stop at the first iterate with ``norm(F(h_k) - h_k) <= max(rtol * norm(F(h_k)), atol)``,
+        the same test in every forward solver. ``rtol = atol = 0`` asks for exactly
+        ``max_steps`` steps (a fixed budget, ``Status.BUDGET_SPENT``) unless an iterate is
+        an exact fixed point.
+    divergence_factor : float
+        Report ``Status.DIVERGED`` once ``norm(F(h_k) - h_k)`` is this many times larger
+        than its smallest value so far.
+
+    Notes
+    -----
+    The checks are those of the linear solvers (:class:`~rbpsolve.AbstractSolver`): a
+    negative tolerance or ``max_steps < 1`` fails at construction. Forward solvers are
+    a separate family so that passing one to ``solve_adjoint`` (or a linear solver to
+    ``fixed_point``) is an error that names the mix-up.
+    """
+
+    max_steps: int = 1000
+    rtol: float = 1e-5
+    atol: float = 0.0
+    divergence_factor: float = 1e4
+
+    # What the loop reads: the residual of a step belongs to the iterate the step
+    # started from (F(h_k) - h_k), and a forward iteration can diverge.
+    residual_lags: ClassVar[bool] = True
+    can_diverge: ClassVar[bool] = True
+
+    def __post_init__(self):
+        AbstractSolver.__post_init__(self)
+
+    @property
+    def fixed_budget(self) -> bool:
+        return self.rtol == 0 and self.atol == 0
+
+    # The protocol of the linear solvers, with `a` the map F and `b` None.
+    def init(self, a, b, x0, tol: float) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def step(self, a, b, state):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def solution(self, a, b, state):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finish(self, a, b, state) -> dict:
+        """``num_evaluations`` of ``F`` and ``b_norm``, the scale of the last test."""
+        out = {"info": {"num_evaluations": a.evaluations}}
+        if a.last_scale is not None:
+            out["b_norm"] = a.last_scale
+        return out
+
+
+class Map:
+    """The user's ``F`` with the metadata the loop reads, checking each output.
+
+    Like the operators' product counters, :meth:`with_counter` gives a copy for one
+    solve that counts evaluations of ``F`` and keeps the last scale ``norm(F(h_k))`` a
+    step reported (the loop's own counter, of VJPs and JVPs, stays at zero).
+    """
+
+    def __init__(self, F, space: _Space):
+        self._F = F
+        self.in_space = space
+        self.evaluations = 0
+        self.last_scale = None
+
+    @property
+    def xp(self):
+        return self.in_space.xp
+
+    @property
+    def device(self):
+        return self.in_space.device
+
+    @property
+    def in_shape(self):
+        return self.in_space.shape
+
+    def with_counter(self, counter):
+        return Map(self._F, self.in_space)
+
+    def __call__(self, h):
+        self.evaluations += 1
+        out = self._F(h)
+        space = self.in_space
+        if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+            raise TypeError(f"F returned {type(out).__name__}, not an array; F must map a state to a state")
+        if _backend.namespace(out) is not space.xp:
+            raise TypeError(
+                f"F returned a {type(out).__module__}.{type(out).__name__} for a "
+                f"{_backend.describe_namespace(space.xp)} state; F must return an array of the "
+                f"library of h0"
+            )
+        if tuple(out.shape) != space.shape:
+            raise ValueError(
+                f"F returned an array of shape {tuple(out.shape)} but h0 has shape {space.shape}; "
+                f"F must map the state to a state of the same shape"
+            )
+        if out.dtype != space.dtype:
+            raise TypeError(
+                f"F returned dtype {out.dtype} but h0 has dtype {space.dtype}; cast inside F or "
+                f"pass h0 of dtype {out.dtype}"
+            )
+        return out

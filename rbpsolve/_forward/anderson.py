@@ -1,0 +1,156 @@
+"""Anderson acceleration (type II) of the fixed-point iteration ``h <- F(h)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .. import _backend
+from .._solvers._base import StepReport
+from ._base import AbstractForwardSolver
+
+__all__ = ["Anderson"]
+
+
+class _State(NamedTuple):
+    x: Any  # the next iterate to evaluate
+    prev_x: Any  # the last iterate evaluated, and its residual F(x) - x
+    prev_g: Any
+    dX: tuple  # differences of successive iterates, oldest first (at most `memory`)
+    dG: tuple  # differences of successive residuals
+    gram: np.ndarray  # dG^T dG on the host, float64
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Anderson(AbstractForwardSolver):
+    r"""Anderson acceleration of ``h <- F(h)`` (type II, Walker & Ni's difference form).
+
+    Parameters
+    ----------
+    max_steps, rtol, atol, divergence_factor : see :class:`AbstractForwardSolver`
+        Stopping test: ``norm(F(h_k) - h_k) <= max(rtol * norm(F(h_k)), atol)`` for the
+        iterate ``h_k`` just evaluated; the returned iterate is the next one, ``h_{k+1}``.
+    memory : int
+        ``m``: how many past differences the extrapolation uses (``m >= 1``).
+    mixing : float
+        ``beta`` in (0, 1]: the damping of each step (1 is undamped).
+    regularization : float, optional
+        ``lambda``: Tikhonov weight, relative to ``||dG||_F^2``. None (the default) is
+        ``sqrt(eps)`` of the state's dtype (3e-4 in float32, 1.5e-8 in float64): the
+        Gram matrix is formed in that dtype, and a smaller weight lets its rounding
+        errors steer the step.
+
+    Notes
+    -----
+    With residuals ``g_k = F(h_k) - h_k`` and the matrices ``dX``, ``dG`` whose columns
+    are the last ``m_k = min(m, k)`` differences ``h_{j+1} - h_j`` and ``g_{j+1} - g_j``,
+
+    .. math::
+
+        \gamma_k = \arg\min_\gamma \|g_k - dG\,\gamma\|^2 + \lambda \|dG\|_F^2 \|\gamma\|^2,
+        \qquad h_{k+1} = h_k + \beta g_k - (dX + \beta\, dG)\,\gamma_k .
+
+    Without regularisation this is the usual constrained form
+    ``h_{k+1} = sum_i alpha_i ((1 - beta) h_i + beta F(h_i))`` with ``sum_i alpha_i = 1``
+    minimising ``||sum_i alpha_i g_i||``; the first step is the damped Picard step
+    ``h_1 = h_0 + beta g_0``. On a linear map with ``m`` at least the dimension it is
+    essentially GMRES, so it can converge where Picard diverges (spectral radius of
+    ``dF/dh`` above 1), though nothing guarantees it for nonlinear maps.
+
+    Each step costs one evaluation of ``F`` and ``2 m + 2`` inner products, read from the
+    device in one transfer with the two norms of the stopping test; the small
+    ``m x m`` system is solved on the host in float64. The state holds ``2 m + 2``
+    arrays of the state's size. ``Result.history`` holds ``norm(F(h_k) - h_k)``, which
+    for Picard is the step length ``norm(h_{k+1} - h_k)``; with acceleration the two
+    differ.
+
+    References
+    ----------
+    D. G. Anderson, "Iterative procedures for nonlinear integral equations", J. ACM 12 (1965).
+    H. F. Walker and P. Ni, "Anderson acceleration for fixed-point iterations",
+    SIAM J. Numer. Anal. 49 (2011).
+
+    Examples
+    --------
+    >>> import numpy as np, rbpsolve
+    >>> A = np.array([[0.0, 1.5], [-1.5, 0.0]])  # Picard diverges: spectral radius 1.5
+    >>> res = rbpsolve.fixed_point(lambda h: A @ h + 1.0, np.zeros(2), rbpsolve.Anderson(rtol=1e-10))
+    >>> res.status.name, bool(np.allclose(res.x, np.linalg.solve(np.eye(2) - A, np.ones(2))))
+    ('CONVERGED', True)
+    """
+
+    memory: int = 5
+    mixing: float = 1.0
+    regularization: float | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.memory, bool) or not isinstance(self.memory, int):
+            raise TypeError(f"memory must be an int; got {self.memory!r}")
+        if self.memory < 1:
+            raise ValueError(f"memory must be at least 1; got {self.memory} (memory=1 ... 10 is usual)")
+        if isinstance(self.mixing, bool) or not isinstance(self.mixing, (int, float)):
+            raise TypeError(f"mixing must be a float; got {self.mixing!r}")
+        if not 0 < self.mixing <= 1:
+            raise ValueError(f"mixing must lie in (0, 1]; got {self.mixing}")
+        lam = self.regularization
+        if lam is not None:
+            if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+                raise TypeError(f"regularization must be a float or None; got {lam!r}")
+            if not (lam >= 0 and math.isfinite(lam)):
+                raise ValueError(f"regularization must be a finite number >= 0; got {lam}")
+
+    def init(self, a, b, x0, tol):
+        return _State(x0, None, None, (), (), np.zeros((0, 0)))
+
+    def step(self, a, b, state):
+        xp = a.xp
+        x = state.x
+        f = a(x)
+        g = f - x
+        dX, dG, gram = state.dX, state.dG, state.gram
+        if state.prev_g is not None:
+            dX = (dX + (x - state.prev_x,))[-self.memory :]
+            dG = (dG + (g - state.prev_g,))[-self.memory :]
+            keep = len(dG) - 1  # the old columns still in memory
+            gram = gram[gram.shape[0] - keep :, gram.shape[1] - keep :]
+        m = len(dG)
+        scalars = [_backend.norm(xp, g), _backend.norm(xp, f)]
+        if m:
+            scalars += [_backend.vdot(xp, dG[-1], c) for c in dG] + [_backend.vdot(xp, g, c) for c in dG]
+        values = _backend.to_floats(xp, *scalars)  # the step's one host transfer
+        residual, scale = values[0], values[1]
+        a.last_scale = scale
+        beta = float(self.mixing)
+        x_new = x + beta * g
+        if m:
+            new_row = np.asarray(values[2 : 2 + m])
+            grown = np.zeros((m, m))
+            grown[: m - 1, : m - 1] = gram
+            grown[m - 1, :] = new_row
+            grown[:, m - 1] = new_row
+            gram = grown
+            gamma = self._coefficients(gram, np.asarray(values[2 + m :]), x.dtype, xp)
+            for gi, dx, dg in zip(gamma, dX, dG):
+                if gi != 0.0:
+                    x_new = x_new - float(gi) * (dx + beta * dg)
+        return _State(x_new, x, g, dX, dG, gram), StepReport(residual, scale=scale)
+
+    def _coefficients(self, gram, rhs, dtype, xp):
+        lam = self.regularization
+        if lam is None:
+            lam = math.sqrt(float(xp.finfo(dtype).eps))
+        trace = float(np.trace(gram))
+        if not (trace > 0 and math.isfinite(trace)) or not np.all(np.isfinite(rhs)):
+            return np.zeros(len(rhs))
+        try:
+            gamma = np.linalg.solve(gram + lam * trace * np.eye(len(rhs)), rhs)
+        except np.linalg.LinAlgError:
+            gamma = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+        return gamma if np.all(np.isfinite(gamma)) else np.zeros(len(rhs))
+
+    def solution(self, a, b, state):
+        return state.x

@@ -1,0 +1,85 @@
+"""The entry point of the forward problem, ``fixed_point(F, h0, solver)``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .._operator import _Space
+from .._result import Result
+from ._base import AbstractForwardSolver, Map
+
+__all__ = ["fixed_point"]
+
+
+def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool = True) -> Result:
+    r"""Find a fixed point ``h* = F(h*)`` by iterating from ``h0``.
+
+    Parameters
+    ----------
+    F : callable
+        ``F(h)`` returns an array of the library, shape and dtype of ``h`` (a state of any
+        shape: a batch of hidden states, a graph's node states, ...).
+    h0 : array
+        The start; never modified.
+    solver : Picard, Anderson or Fallback of them
+        e.g. ``rbpsolve.Picard(max_steps=500, rtol=1e-6)``.
+    callback : callable, optional
+        ``callback(info)`` after every step with an :class:`~rbpsolve.StepInfo`
+        (``info.residual_norm`` is ``norm(F(h_k) - h_k)``); returning True stops the
+        solve with ``Status.STOPPED``.
+    throw : bool
+        Raise :class:`~rbpsolve.SolveError` (carrying the Result) when the iteration
+        did not converge; with False, return the Result whatever happened.
+
+    Returns
+    -------
+    Result
+        ``x`` is the fixed point (on failure: the iterate with the smallest residual);
+        ``history`` the residual ``norm(F(h_k) - h_k)`` per step (for Picard, the step
+        length ``norm(h_{k+1} - h_k)``); ``info["num_evaluations"]`` counts calls of
+        ``F``; ``num_vjp = num_jvp = 0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, with the problem and the fix named.
+    SolveError
+        With ``throw=True``, when the iteration did not converge.
+
+    Examples
+    --------
+    >>> import numpy as np, rbpsolve
+    >>> res = rbpsolve.fixed_point(lambda h: 0.5 * h + 1.0, np.zeros(3), rbpsolve.Picard(rtol=1e-12))
+    >>> res.x.round(9), res.info["num_evaluations"]
+    (array([2., 2., 2.]), 40)
+    """
+    from .._solve import _run
+
+    if not callable(F):
+        raise TypeError(f"F must be callable, a map h -> F(h); got {type(F).__name__}")
+    space = _Space.like(h0, "h0")
+    if not bool(space.xp.all(space.xp.isfinite(h0))):
+        raise ValueError("h0 contains NaN or inf; start the iteration from a finite state (zeros, say)")
+    check_forward_solver(solver)
+    return _run(solver, Map(F, space), None, h0, callback, throw)
+
+
+def check_forward_solver(solver):
+    """Raise unless ``solver`` is forward-solver settings or a Fallback of them."""
+    from .._solve import Fallback
+    from .._solvers._base import AbstractSolver
+
+    if isinstance(solver, type) and issubclass(solver, (AbstractForwardSolver, AbstractSolver)):
+        raise TypeError(f"pass solver settings, not the class: {solver.__name__}() instead of {solver.__name__}")
+    chain = solver.solvers if isinstance(solver, Fallback) else (solver,)
+    for s in chain:
+        if isinstance(s, AbstractSolver):
+            raise TypeError(
+                f"{type(s).__name__} solves the linear adjoint system; the forward problem h = F(h) "
+                f"needs a forward solver such as rbpsolve.Picard() or rbpsolve.Anderson()"
+            )
+        if not isinstance(s, AbstractForwardSolver):
+            raise TypeError(
+                f"solver must be forward-solver settings such as rbpsolve.Picard(rtol=1e-6) or "
+                f"rbpsolve.Anderson(); got {s!r}"
+            )
