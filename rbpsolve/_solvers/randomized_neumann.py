@@ -1,0 +1,183 @@
+"""An unbiased randomised truncation of the Neumann series (Russian roulette)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from .. import _backend
+from .._operator import iteration_operator
+from ._base import AbstractSolver, StepReport
+
+__all__ = ["RandomizedNeumann"]
+
+
+class _State(NamedTuple):
+    partial_sum: Any
+    term: Any  # the unweighted term M^t b
+    steps: int  # t
+    length: int  # the number of products to spend, min(drawn, max_steps)
+    drawn: int  # K0 + L as drawn
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RandomizedNeumann(AbstractSolver):
+    r"""Russian-roulette truncation of ``z = sum_{t>=0} (J^T)^t g``, unbiased for ``(I - J^T)^{-1} g``.
+
+    Parameters
+    ----------
+    continue_prob : float
+        ``alpha`` in (0, 1]: after each term past the head, the series continues with
+        this probability. The number of products past the head is geometric with mean
+        ``alpha / (1 - alpha)``.
+    min_steps : int
+        ``K0 >= 0``: a deterministic head. Terms ``t <= K0`` are always summed with
+        weight 1 (``K0`` products, as ``Neumann(max_steps=K0)``); the roulette starts after.
+    max_steps : int
+        A cap on the products: at most ``max_steps`` terms past ``t = 0`` are summed, so
+        the estimator is unbiased for the series truncated at ``max_steps`` (the
+        ``Neumann(max_steps=max_steps)`` value), whose own error is at most
+        ``||J||^(max_steps + 1) / (1 - ||J||) * ||g||``. The default 10 000 makes the cap
+        unreachable in practice (it is hit with probability ``alpha^(max_steps - K0)``).
+    seed : int or None
+        None draws fresh entropy at every solve (training). An int fixes the draw, so
+        every solve with these settings stops after the same number of terms: for
+        reproducible tests; vary it per solve to average over draws.
+    divergence_factor : float
+        Report ``Status.DIVERGED`` once an (unweighted) term is this many times larger
+        than the smallest term so far.
+
+    Notes
+    -----
+    With ``M = J^T`` and ``L`` geometric, ``P(L >= s) = alpha^s``, the estimator is
+
+    .. math::
+
+        \hat z = \sum_{t=0}^{K_0} M^t g + \sum_{t=K_0+1}^{K_0+L} \alpha^{-(t-K_0)} M^t g .
+
+    Term ``t > K_0`` is present with probability ``alpha^(t-K0)`` and carries its inverse
+    as weight, so ``E[z_hat] = sum_t M^t g = (I - M)^{-1} g`` whenever the series
+    converges (spectral radius of J below 1). The cost is random: ``K0 + L`` products,
+    ``K0 + alpha / (1 - alpha)`` on average.
+
+    **Variance.** Scalar case, ``M = rho`` with ``|rho| < 1``, ``g = 1`` and ``K0 = 0``:
+    with ``r = rho / alpha`` and ``q = rho^2 / alpha``,
+
+    .. math::
+
+        E[\hat z^2] = \sum_{s,t \ge 0} r^{s+t} P(L \ge \max(s,t))
+                    = \sum_t q^t + 2 \sum_t \rho^t \sum_{s<t} r^s
+                    = \frac{1}{1-q} + \frac{2\rho}{(1-\rho)(1-q)}
+                    = \frac{1+\rho}{(1-\rho)(1-q)},
+
+    the sums converging iff ``q < 1``, so
+
+    .. math::
+
+        \operatorname{Var}[\hat z] = \frac{1+\rho}{(1-\rho)(1-q)} - \frac{1}{(1-\rho)^2}
+        = \frac{\rho^2 (1-\alpha)}{(1-\rho)^2 (\alpha - \rho^2)},
+
+    finite iff ``alpha > rho^2`` (and 0 at ``alpha = 1``). A head of ``K0`` terms
+    multiplies it by ``rho^(2 K0)``. For a matrix the diagonal sum becomes
+    ``sum_t alpha^(-t) ||M^t g||^2``, finite when ``alpha > rho(J)^2``: choose ``alpha``
+    above the square of the spectral radius, or the estimate is unbiased with infinite
+    variance. ``Result.history`` holds the unweighted term norms ``||M^t g||`` (the
+    residual of the unweighted partial sum, as in :class:`Neumann`);
+    ``info["drawn_steps"]`` is ``K0 + L`` and ``info["capped"]`` says whether the cap cut it.
+    A spectral radius above 1 makes the expectation infinite; a short draw cannot show
+    it (divergence is caught only once terms grow by ``divergence_factor``), so check
+    the contraction first (``rbpsolve.analyze``).
+
+    Departures from a plain Neumann series: tolerances would bias the estimate, so
+    ``rtol`` and ``atol`` must be 0 (the solve stops where the draw says, or earlier
+    with ``CONVERGED`` only if a term is exactly zero, when the rest of the series is
+    zero too). ``error_bound`` is not given: the error is random.
+
+    References
+    ----------
+    Liao et al., ICML 2018, Algorithm 2 (the deterministic truncation); Russian-roulette
+    truncation of series: e.g. Lyne et al., "On Russian roulette estimates for Bayesian
+    inference with doubly-intractable likelihoods", Statistical Science 30 (2015).
+
+    Examples
+    --------
+    >>> import numpy as np, rbpsolve
+    >>> J = rbpsolve.JacobianOperator(lambda u: 0.5 * u, like=np.zeros(2))
+    >>> draws = [rbpsolve.solve_adjoint(J, np.ones(2), rbpsolve.RandomizedNeumann(continue_prob=0.8, seed=s)).x
+    ...          for s in range(2000)]
+    >>> float(np.round(np.mean(draws), 1))  # the exact answer is 2
+    2.0
+    """
+
+    continue_prob: float = 0.9
+    min_steps: int = 0
+    max_steps: int = 10_000
+    rtol: float = 0.0
+    atol: float = 0.0
+    seed: int | None = None
+    divergence_factor: float = 1e4
+
+    residual_lags: ClassVar[bool] = True
+    can_diverge: ClassVar[bool] = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        alpha = self.continue_prob
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise TypeError(f"continue_prob must be a float; got {alpha!r}")
+        if not 0 < alpha <= 1:
+            raise ValueError(f"continue_prob must lie in (0, 1]; got {alpha}")
+        if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int):
+            raise TypeError(f"min_steps must be an int; got {self.min_steps!r}")
+        if not 0 <= self.min_steps <= self.max_steps:
+            raise ValueError(
+                f"min_steps must lie in [0, max_steps] = [0, {self.max_steps}]; got {self.min_steps}"
+            )
+        if self.rtol != 0 or self.atol != 0:
+            raise ValueError(
+                f"RandomizedNeumann takes no tolerance (got rtol={self.rtol}, atol={self.atol}): stopping "
+                "on a tolerance would bias the estimate; set continue_prob and min_steps instead"
+            )
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise TypeError(f"seed must be None or an int >= 0; got {self.seed!r}")
+
+    def draw(self) -> int:
+        """``K0 + L``: the products one solve asks for before the cap (one host draw)."""
+        alpha = float(self.continue_prob)
+        if alpha == 1:
+            return self.max_steps
+        rng = np.random.default_rng(self.seed)
+        return self.min_steps + int(rng.geometric(1.0 - alpha)) - 1
+
+    def init(self, a, b, x0, tol):
+        r0 = b if x0 is None else b - a.mv(x0)
+        start = r0 + 0.0 if x0 is None else x0 + r0
+        drawn = self.draw()
+        return _State(start, r0, 0, min(drawn, self.max_steps), drawn)
+
+    def step(self, a, b, state):
+        if state.length == 0:
+            # The draw asks for the first term only: no product, nothing to add.
+            norm = _backend.to_float(_backend.norm(a.xp, state.term))
+            return state, StepReport(norm, done=True)
+        t = state.steps + 1
+        term = iteration_operator(a).mv(state.term)
+        term_norm = _backend.to_float(_backend.norm(a.xp, term))
+        weight = 1.0 if t <= self.min_steps else float(self.continue_prob) ** -(t - self.min_steps)
+        new = state._replace(partial_sum=state.partial_sum + weight * term, term=term, steps=t)
+        return new, StepReport(term_norm, done=t >= state.length)
+
+    def solution(self, a, b, state):
+        return state.partial_sum
+
+    def finish(self, a, b, state):
+        return {
+            "info": {
+                "drawn_steps": state.drawn,
+                "capped": state.drawn > self.max_steps,
+                "continue_prob": float(self.continue_prob),
+            }
+        }
