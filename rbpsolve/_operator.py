@@ -336,9 +336,15 @@ def _checked(out, space: _Space, name: str):
             f"shape {space.shape}; the callback must return an array shaped like its `like` array"
         )
     if out.dtype != space.dtype:
+        # Rebuilding the operator in the returned dtype is a fix only for a real floating dtype.
+        rebuild = (
+            f" or build the operator with a `like` array of {out.dtype}"
+            if _backend.is_real_floating(space.xp, out.dtype)
+            else ""
+        )
         raise TypeError(
             f"{name} returned dtype {out.dtype} but the operator works in {space.dtype}; "
-            f"cast inside the callback or build the operator with a `like` array of {out.dtype}"
+            f"cast inside the callback{rebuild}"
         )
     return out
 
@@ -377,7 +383,8 @@ class JacobianOperator(FunctionOperator):
     def __init__(self, vjp, jvp=None, *, like, norm_bound=None):
         if vjp is None:
             raise ValueError("vjp is required: rbpsolve solves (I - J^T) z = g with products J^T u")
-        super().__init__(jvp, vjp, like_in=like, like_out=None, norm_bound=norm_bound)
+        space = like if isinstance(like, _Space) else _Space.like(like, "like")
+        super().__init__(jvp, vjp, like_in=space, like_out=None, norm_bound=norm_bound)
 
 
 class MatrixOperator(Operator):
@@ -663,9 +670,15 @@ def aslinearoperator(obj, *, norm_bound=None) -> Operator:
         dtype = np.dtype(obj.dtype) if obj.dtype is not None else np.dtype(np.float64)
         if dtype.kind != "f":
             raise TypeError(f"rbpsolve solves real floating-point systems; this operator has dtype {dtype}")
-        has_rmatvec = not (
-            type(obj).__name__ == "_CustomLinearOperator" and getattr(obj, "_CustomLinearOperator__rmatvec_impl", 1) is None
-        )
+        if type(obj).__name__ == "_CustomLinearOperator":
+            has_rmatvec = getattr(obj, "_CustomLinearOperator__rmatvec_impl", 1) is not None
+        else:
+            # scipy's rmatvec raises NotImplementedError unless a subclass defines _rmatvec
+            # or _adjoint (scipy's own sparse and composite operators define one of them).
+            cls = type(obj)
+            has_rmatvec = (
+                cls._rmatvec is not spla.LinearOperator._rmatvec or cls._adjoint is not spla.LinearOperator._adjoint
+            )
         return FunctionOperator(
             lambda x: np.asarray(obj.matvec(x), dtype=dtype).reshape(m),
             (lambda y: np.asarray(obj.rmatvec(y), dtype=dtype).reshape(n)) if has_rmatvec else None,

@@ -205,9 +205,15 @@ def _check_array(arr, space, name: str, what: str):
     if tuple(arr.shape) != space.shape:
         raise ValueError(f"{name} has shape {tuple(arr.shape)} but {what} of shape {space.shape}")
     if arr.dtype != space.dtype:
+        # Rebuilding the operator in the array's dtype is a fix only for a real floating dtype.
+        rebuild = (
+            f" or build the operator with a `like` array of dtype {arr.dtype}"
+            if _backend.is_real_floating(xp, arr.dtype)
+            else ""
+        )
         raise TypeError(
             f"{name} has dtype {arr.dtype} but the operator works in {space.dtype}; cast {name} "
-            f"(e.g. {name}.astype) or build the operator with a `like` array of dtype {arr.dtype}"
+            f"(e.g. {name}.astype){rebuild}"
         )
     if str(_backend.device_of(arr)) != str(space.device):
         raise ValueError(

@@ -89,7 +89,7 @@ class GMRES(AbstractSolver):
             # that share this matrix stay valid; a restart allocates a new one.
             basis = xp.zeros((self.restart + 1, a.in_space.size), dtype=b.dtype, device=a.device)
             basis[0, :] = xp.reshape(state.r, (-1,)) * (1.0 / r_norm)
-            state = state._replace(basis=basis, size=1, rhs=(r_norm,), r_norm=r_norm)
+            state = state._replace(basis=basis, size=1, rhs=(r_norm,), r_norm=r_norm, estimate=r_norm)
         k = state.size - 1
         filled = state.basis[: state.size, :]
         w = xp.reshape(a.mv(xp.reshape(filled[k, :], a.in_shape)), (-1,))
