@@ -183,7 +183,8 @@ def analyze(J: Operator, g=None, *, rtol: float = 1e-6, max_steps: int = 40, see
     gmres_steps = min(n, stationary_steps) if (q is not None and q < 1) else n
     advice.append(SolverAdvice("GMRES", True, gmres_steps, "needs only VJPs and no contraction; at most n steps unrestarted"))
     if condition is not None and math.isfinite(condition):
-        krylov = min(n, math.ceil(condition / 2 * math.log(2 / rtol)))
+        # Not capped at n: the finite-termination property is lost to rounding.
+        krylov = math.ceil(condition / 2 * math.log(2 / rtol))
         for name in ("LSQR", "CGNE"):
             advice.append(SolverAdvice(name, True, krylov, f"normal equations square cond(I - J) ~ {condition:.3g}"))
     else:

@@ -80,6 +80,11 @@ def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 
     ``value / sigma_min`` underestimates the condition number until the Krylov space
     is large.
     """
+    return _bidiagonalise(A, max_steps=max_steps, rtol=rtol, seed=seed, smallest=True)
+
+
+def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, smallest: bool) -> Estimate:
+    """Golub-Kahan-Lanczos; converge on sigma_max, and on sigma_min too if ``smallest``."""
     _check(A, max_steps, rtol)
     if not (A.has_mv and A.has_rmv):
         raise ValueError(
@@ -110,12 +115,13 @@ def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 
         B = np.diag(alphas) + np.diag(betas, 1)
         s = np.linalg.svd(B, compute_uv=False)
         sigma_max, sigma_min = float(s[0]), float(s[-1])
-        if previous is not None and abs(sigma_max - previous) <= rtol * sigma_max:
-            converged = True
+        if previous is not None and abs(sigma_max - previous[0]) <= rtol * sigma_max:
+            # sigma_min converges later and from above: only trust it once it settles too.
+            converged = not smallest or abs(sigma_min - previous[1]) <= rtol * sigma_min
         if invariant or converged:
             converged = converged or invariant
             break
-        previous = sigma_max
+        previous = (sigma_max, sigma_min)
         betas.append(beta)
         v = (1.0 / beta) * w
         V.append(v)
@@ -136,7 +142,7 @@ def estimate_norm(J: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed:
     >>> round(rbpsolve.estimate_norm(J).value, 6)
     0.9
     """
-    return estimate_singular_values(J, max_steps=max_steps, rtol=rtol, seed=seed)
+    return _bidiagonalise(J, max_steps=max_steps, rtol=rtol, seed=seed, smallest=False)
 
 
 def estimate_spectral_radius(

@@ -65,6 +65,15 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
     b_norm = None if b is None else _backend.to_float(_backend.norm(xp, b))
     tol = solver.atol if b_norm is None else max(solver.rtol * b_norm, solver.atol)
 
+    if b_norm == 0.0:
+        # b = 0: x = 0 solves it exactly (the minimum-norm answer for LSQR and CGNE too),
+        # and a relative tolerance would otherwise ask for an exactly zero residual.
+        zero = xp.zeros(a.in_shape, dtype=b.dtype, device=a.device)
+        return Result(zero, Status.CONVERGED, 0, (), counter.vjp, counter.jvp, 0.0, 0.0, 0.0, solver)
+    if x0 is not None:
+        # A copy, so that no iterate handed back can alias the caller's array.
+        x0 = xp.asarray(x0, copy=True)
+
     state = solver.init(a, b, x0, tol)
     history: list[float] = []
     best_residual = math.inf
@@ -75,6 +84,13 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         state, report = solver.step(a, b, state)
         residual = float(report.residual)
         history.append(residual)
+        stop = False
+        if callback is not None:
+            info = StepInfo(k, residual, _solution_of(solver, a, b, state))
+            try:
+                stop = callback(info)
+            except Exception as error:
+                raise CallbackError(k, error) from error
         if not math.isfinite(residual):
             status = Status.NONFINITE
             break
@@ -98,15 +114,10 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         if report.done:
             status = Status.BUDGET_SPENT
             break
-        if callback is not None:
-            info = StepInfo(k, residual, _solution_of(solver, a, b, state))
-            try:
-                stop = callback(info)
-            except Exception as error:
-                raise CallbackError(k, error) from error
-            if stop is True:
-                status = Status.STOPPED
-                break
+        # Any truthy answer stops: a callback may well return a numpy or torch boolean.
+        if stop is not None and bool(stop):
+            status = Status.STOPPED
+            break
     else:
         status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 

@@ -277,12 +277,17 @@ def test_stationary_methods_report_divergence(be, name, seed, shape):
 
 @pytest.mark.parametrize("name", list(CONVERGES))
 def test_zero_right_hand_side_gives_zero(be, name):
-    """g = 0 has the solution 0: returned exactly, without a division by ||g|| = 0."""
+    """g = 0 has the solution 0: returned exactly at once, without a step, a product or a
+    division by ||g|| = 0 (and whatever x0 was given: the answer does not depend on it)."""
     problem = make_problem("nonnormal", (3, 5), 0)
     g = be.asarray(np.zeros(problem.shape))
     res = rbpsolve.solve_adjoint(problem.operator(be), g, make_solver(name, 1e-10))
     assert res.status is rbpsolve.Status.CONVERGED
     assert res.x.shape == problem.shape and res.x.dtype == np.float64
     assert np.array_equal(res.x, np.zeros(problem.shape))
-    assert res.b_norm == 0.0 and res.num_steps == 1
+    assert res.b_norm == 0.0 and res.num_steps == 0
+    assert res.num_vjp == 0 and res.num_jvp == 0 and res.residual_norm == 0.0
     assert not np.shares_memory(res.x, g)
+    x0 = be.asarray(np.ones(problem.shape))
+    res = rbpsolve.solve_adjoint(problem.operator(be), g, make_solver(name, 1e-10), x0=x0)
+    assert res.status is rbpsolve.Status.CONVERGED and np.array_equal(res.x, np.zeros(problem.shape))

@@ -97,12 +97,6 @@ def test_sigma_min_for_small_n(kind, seed):
     assert est.details["sigma_min"] >= s[-1] * (1 - 1e-8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="estimate_singular_values stops once sigma_max agrees between steps (to rtol, or exactly), "
-    "which on this non-normal J happens before the Krylov space fills: sigma_min is left ~1e3 too large "
-    "even with max_steps >= n and rtol=1e-14 (analyze's cond(I - J) underestimates for the same reason)",
-)
 def test_sigma_min_for_small_n_nonnormal():
     n = 10
     p = make_problem("nonnormal", (n,), 0)

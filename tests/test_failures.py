@@ -378,14 +378,6 @@ def test_least_squares_on_an_inconsistent_singular_system(backend, solver_cls):
     np.testing.assert_allclose(backend.to_numpy(excinfo.value.result.x), x, rtol=0, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GMRES bug: on a singular, inconsistent system the rotated Hessenberg diagonal at step n "
-    "is of rounding size, not exactly 0, so `denom == 0` never reports the breakdown; the cycle's "
-    "triangular solve then forms a huge x (residual 10x ||g|| here), GMRES restarts from it and "
-    "the residual grows to ~1e13 by max_steps (MAX_STEPS with that x). Needs a relative test such "
-    "as denom <= c * eps * ||A v_k|| that reports BREAKDOWN with the previous iterate.",
-)
 def test_gmres_on_an_inconsistent_singular_system_breaks_down():
     """Full GMRES reaches the least-squares residual within n steps, then the Krylov space is
     invariant while the residual is not small: BREAKDOWN with a least-squares x, not a restart
@@ -518,8 +510,6 @@ def test_falsy_callback_results_do_not_stop(value):
     assert res.status is Status.CONVERGED
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: the loop tests `stop is True`, so a numpy (or torch) "
-                   "boolean True returned by the callback, e.g. `np.linalg.norm(info.x) > c`, is ignored")
 def test_numpy_true_stops():
     p = _problem("contractive", seed=7)
     J = p.operator(Backend("numpy"))

@@ -47,7 +47,9 @@ class AbstractSolver:
         Stop when ``norm(b - A x) <= max(rtol * norm(b), atol)``, the same test in every
         solver (which residual each one can see is in its Notes). ``rtol = atol = 0``
         asks for exactly ``max_steps`` steps: a fixed budget, reported as
-        ``Status.BUDGET_SPENT``.
+        ``Status.BUDGET_SPENT``; only an exactly zero residual ends it sooner (as
+        ``CONVERGED``: every further step would change nothing). ``b = 0`` returns
+        ``x = 0`` at once, without a step.
     """
 
     max_steps: int = 1000

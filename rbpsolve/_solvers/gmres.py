@@ -16,6 +16,7 @@ from ._common import krylov_error_bound
 __all__ = ["GMRES"]
 
 _DGKS = 1.0 / math.sqrt(2.0)  # Daniel, Gragg, Kaufman and Stewart (1976)
+_SINGULAR = 1e-13  # |R_kk| <= this * ||A v_k||: a singular Krylov space, a breakdown
 
 
 class _State(NamedTuple):
@@ -111,8 +112,12 @@ class GMRES(AbstractSolver):
         for i, (c, s) in enumerate(zip(state.cosines, state.sines)):
             column[i], column[i + 1] = c * column[i] + s * column[i + 1], -s * column[i] + c * column[i + 1]
         denom = math.hypot(column[k], column[k + 1])
-        if denom == 0 or not math.isfinite(denom):
-            return state, StepReport(math.nan if not math.isfinite(denom) else state.estimate, breakdown=True)
+        if not math.isfinite(denom):
+            return state, StepReport(math.nan, breakdown=True)
+        if denom <= _SINGULAR * before:
+            # The new Hessenberg column depends on the earlier ones to rounding: A is
+            # singular on this Krylov space, and the least-squares update is meaningless.
+            return state, StepReport(state.estimate, breakdown=True)
         c, s = column[k] / denom, column[k + 1] / denom
         column[k], column[k + 1] = denom, 0.0
         rhs = list(state.rhs)
