@@ -499,3 +499,19 @@ def test_adapter_docstring_examples_run(module):
     with warnings.catch_warnings():
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device for torch")),
+])
+@pytest.mark.parametrize("backward", [Neumann(max_steps=30), GMRES(rtol=1e-10), LSQR(rtol=1e-10)], ids=["neumann", "gmres", "lsqr"])
+def test_everything_stays_on_the_tensors_device(device, backward):
+    W = _contraction(8, 0.6, seed=2).to(device).requires_grad_()
+    x = torch.randn(3, 8, dtype=f64, device=device)
+    h, diag = fixed_point(lambda h: torch.tanh(h @ W.T + x), torch.zeros(3, 8, dtype=f64, device=device),
+                          forward=Anderson(rtol=1e-12), backward=backward)
+    h.square().sum().backward()
+    assert h.device.type == device and diag.forward.x.device.type == device
+    assert diag.backward.x.device.type == device and W.grad.device.type == device
+    assert torch.isfinite(W.grad).all()

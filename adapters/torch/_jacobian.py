@@ -38,11 +38,13 @@ def jacobian_operator(f, h, *, jvp: str = "double_backward", norm_bound: float |
         - ``"forward"``: forward-mode AD (``torch.autograd.forward_ad``), which runs ``f``
           again for every product.
 
-        Measured on CPU (2 cores, tanh network n = 512 and ``nn.GRUCell`` n = 512, batch
-        1 to 100; ``benchmarks/jvp_modes.py``): double backward cost 0.9-1.2 VJPs per JVP
-        plus 1-2 VJPs once to build its graph, forward mode 4.6-10 VJPs per JVP. Either
-        mode falls back to the other, once, when an operation lacks its rule (a
-        ``once_differentiable`` function, an op without a forward-mode formula).
+        Measured on CPU (2 cores, float32, tanh network n = 512 and ``nn.GRUCell``
+        n = 512, batch 1 to 100; ``benchmarks/jvp_modes.py``): double backward cost
+        0.9-1.04 VJPs per JVP plus 2-6 VJPs once to build its graph, forward mode
+        3.7-7 VJPs per JVP. Either mode falls back to the other, once, when an operation
+        lacks its rule (a ``once_differentiable`` function, an op without a forward-mode
+        formula). The double-backward graph is kept until the operator is dropped
+        (about the memory of one more graph of ``f``).
     norm_bound : float, optional
         A known bound ``q >= ||J||_2`` (see :class:`rbpsolve.JacobianOperator`).
 
