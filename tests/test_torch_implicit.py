@@ -476,6 +476,10 @@ def test_bad_input_names_the_problem():
         jacobian_operator(lambda h: h[:2], h0)
     with pytest.raises(TypeError, match="cell must be"):
         FixedPointLayer(3)
+    with pytest.raises(ValueError, match="jvp must be one of"):
+        FixedPointLayer(torch.nn.Identity(), jvp="fwd")
+    with pytest.raises(ValueError, match="on_failure must be"):
+        FixedPointLayer(torch.nn.Identity(), on_failure="skip")
 
 
 def test_double_backward_through_the_layer_is_refused():

@@ -10,7 +10,7 @@ import torch
 import rbpsolve
 from rbpsolve._forward.solve import check_forward_solver
 
-from ._jacobian import GraphJacobian, _check_state, check_output
+from ._jacobian import JVP_MODES, GraphJacobian, _check_state, check_output
 
 __all__ = ["fixed_point", "Diagnostics", "FixedPointLayer", "ConvergenceWarning"]
 
@@ -141,8 +141,8 @@ def fixed_point(
     check_forward_solver(forward)
     _check_backward_solver(backward)
     policy, forward_chain, backward_chain = _policy(on_failure, forward, backward)
-    if jvp not in ("double_backward", "forward"):
-        raise ValueError(f"jvp must be 'double_backward' or 'forward'; got {jvp!r}")
+    if jvp not in JVP_MODES:
+        raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")
 
     with torch.no_grad():
         result = rbpsolve.fixed_point(f, h0.detach(), forward_chain, throw=False)
@@ -286,6 +286,8 @@ class FixedPointLayer(torch.nn.Module):
         check_forward_solver(forward)
         _check_backward_solver(backward)
         _policy(on_failure, forward, backward)
+        if jvp not in JVP_MODES:
+            raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")
         self.cell = cell
         self.forward_solver = forward
         self.backward_solver = backward
