@@ -15,7 +15,10 @@ class Status(enum.Enum):
     ``Result.ok`` is true for :attr:`CONVERGED` and :attr:`BUDGET_SPENT` only.
     """
 
-    CONVERGED = "converged: the residual met the tolerance max(rtol * norm(b), atol)"
+    CONVERGED = (
+        "converged: the residual met the tolerance max(rtol * scale, atol), the scale being "
+        "norm(b) for a linear solve and norm(F(h)) for a fixed-point solve"
+    )
     BUDGET_SPENT = (
         "ran its fixed budget of max_steps steps (rtol = atol = 0 asks for no tolerance); "
         "Result.error_bound, where given, bounds the error"

@@ -199,10 +199,27 @@ def test_solver_settings_are_checked_at_construction(cls):
 
 
 @pytest.mark.parametrize("cls", [rbpsolve.FixedPoint, rbpsolve.Neumann])
-@pytest.mark.parametrize("bad", [1, 1.0, 0.5, 0, -2, float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [1, 1.0, 0.5, 0, -2, float("nan"), -float("inf")])
 def test_divergence_factor_must_exceed_one(cls, bad):
-    with pytest.raises(ValueError, match=r"divergence_factor must be a finite number > 1; got"):
+    with pytest.raises(ValueError, match=r"divergence_factor must be a number > 1 \(math.inf: never report divergence\); got"):
         cls(divergence_factor=bad)
+
+
+def test_infinite_divergence_factor_gives_the_plain_truncated_series():
+    """divergence_factor=inf switches the check off: on a divergent J a fixed-budget Neumann
+    runs its whole budget and returns exactly sum_{t<=K} (J^T)^t g (the TBPTT gradient)."""
+    p = make_problem("divergent", (12,), 3)
+    J = p.operator(Backend("numpy"))
+    K = 40
+    with pytest.raises(rbpsolve.SolveError, match="DIVERGED"):
+        rbpsolve.solve_adjoint(J, p.g, rbpsolve.Neumann(max_steps=K))
+    res = rbpsolve.solve_adjoint(J, p.g, rbpsolve.Neumann(max_steps=K, divergence_factor=float("inf")))
+    assert res.status is rbpsolve.Status.BUDGET_SPENT and res.num_vjp == K
+    expected, term = p.g.copy(), p.g.copy()
+    for _ in range(K):
+        term = p.J.T @ term
+        expected = expected + term
+    np.testing.assert_allclose(res.x, expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "50"], ids=repr)

@@ -76,8 +76,9 @@ class AbstractSolver:
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0; got {value}")
         factor = getattr(self, "divergence_factor", None)
-        if factor is not None and not (factor > 1 and math.isfinite(factor)):
-            raise ValueError(f"divergence_factor must be a finite number > 1; got {factor}")
+        # math.inf is allowed: it switches the check off (a plain truncated series).
+        if factor is not None and not factor > 1:
+            raise ValueError(f"divergence_factor must be a number > 1 (math.inf: never report divergence); got {factor}")
 
     @property
     def fixed_budget(self) -> bool:

@@ -29,8 +29,9 @@ class Neumann(AbstractSolver):
     ----------
     max_steps : int
         The truncation ``K``: with ``rtol = atol = 0`` (the default) exactly ``K`` VJPs,
-        the fixed budget that gives the same gradient as ``K``-step TBPTT at a converged
-        state (Proposition 1).
+        the fixed budget that, at a converged state, gives the same gradient as truncated
+        BPTT through the last ``K + 1`` applications of F (``K`` Jacobian products and
+        ``K + 1`` terms each; Proposition 1).
     rtol, atol : float
         With tolerances, stop after the first term with
         ``norm((J^T)^k g) <= max(rtol * norm(g), atol)``. That term is the residual
@@ -38,7 +39,11 @@ class Neumann(AbstractSolver):
         residual test one step late; the term is still added to the returned sum.
     divergence_factor : float
         Report ``Status.DIVERGED`` once a term is this many times larger than the
-        smallest term so far.
+        smallest term so far; ``math.inf`` switches the check off. A fixed budget ``K``
+        shorter than ``log(divergence_factor) / log(rho)`` steps cannot see divergence
+        (with the default ``1e4`` and ``K = 20``: ``rho(J)`` up to about 1.58) and ends
+        as ``BUDGET_SPENT``: the truncated series, which is then no approximation of
+        ``(I - J^T)^{-1} g``. ``rbpsolve.analyze(J)`` tells whether ``rho(J) < 1``.
 
     Notes
     -----
