@@ -2,12 +2,16 @@
 
 ``rbpsolve compare`` solves the adjoint system of the built-in example with every solver
 and prints what each spent and how close it came; ``rbpsolve analyze`` prints the
-diagnostic report beside the exact dense figures.
+diagnostic report beside the exact dense figures. ``rbpsolve task NAME`` and
+``rbpsolve reproduce NAME`` run the paper's reference tasks (``hopfield``, ``citation``,
+``hyperopt``); their options live in ``rbpsolve.adapters.tasks.NAME.cli``, imported only then,
+so this module never imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 
@@ -52,7 +56,34 @@ def _build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("analyze", help="print rbpsolve.analyze() for the example, beside exact figures")
     _example_args(report)
     report.add_argument("--rtol", type=float, default=1e-8, help="target tolerance for the step advice")
+    for command, verb in (("task", "train once with one method and report"),
+                          ("reproduce", "run the paper's grid of methods and seeds; write JSON, tables, figures")):
+        task = sub.add_parser(command, help=f"reference tasks: {verb}", add_help=False)
+        task.add_argument("name", choices=TASKS, help="the reference task")
+        task.add_argument("task_args", nargs=argparse.REMAINDER, help="the task's own options (see --help)")
     return parser
+
+
+# Reference tasks: name -> module with task_main(argv) and reproduce_main(argv).
+TASKS = {
+    "hopfield": "rbpsolve.adapters.tasks.hopfield.cli",
+    "citation": "rbpsolve.adapters.tasks.citation.cli",
+    "hyperopt": "rbpsolve.adapters.tasks.hyperopt.cli",
+}
+
+
+def _run_task(command: str, name: str, argv: list[str]) -> int:
+    try:
+        module = importlib.import_module(TASKS[name])
+    except ImportError as error:
+        if error.name not in ("torch", "matplotlib", "tqdm"):
+            raise
+        raise SystemExit(
+            f"rbpsolve {command} {name} needs torch and the plotting extras: pip install 'rbpsolve[torch,plot]' "
+            f"({error})"
+        ) from error
+    entry = module.task_main if command == "task" else module.reproduce_main
+    return entry(argv)
 
 
 def _operator(net, backend: str, *, declare_norm: bool):
@@ -128,7 +159,13 @@ def _analyze(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `rbpsolve task --help` must reach the top-level help, `rbpsolve task hopfield --help` the task's.
+    if len(argv) == 2 and argv[0] in ("task", "reproduce") and argv[1] in ("-h", "--help"):
+        argv = ["--help"]
     args = _build_parser().parse_args(argv)
+    if args.command in ("task", "reproduce"):
+        return _run_task(args.command, args.name, args.task_args)
     if args.command == "compare":
         return _compare(args)
     return _analyze(args)

@@ -1,0 +1,1 @@
+"""Reference task: citation (see adapters/tasks/__init__.py)."""

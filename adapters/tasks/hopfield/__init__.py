@@ -1,0 +1,1 @@
+"""Reference task: hopfield (see adapters/tasks/__init__.py)."""

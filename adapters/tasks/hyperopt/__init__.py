@@ -1,0 +1,1 @@
+"""Reference task: hyperopt (see adapters/tasks/__init__.py)."""
