@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-BACKENDS = ["numpy", "torch"]
+# CUDA and cupy skip (NotImplementedError in setup) where there is no GPU.
+BACKENDS = ["numpy", "torch", "torch-cuda", "cupy"]
 
 # (n, batch): the small size shows fixed per-step overhead, the realistic one the regime
 # of the reference tasks (thousands of neurons, a mini-batch of states).
