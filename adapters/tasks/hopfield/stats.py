@@ -1,0 +1,38 @@
+"""Success rates with 95% Wilson score intervals, and the paper's Table 1 beside them."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["wilson", "PAPER_TABLE1", "PAPER_NAMES"]
+
+#: Table 1 of Liao et al. (2018): success rate (%) per truncation, 100 trials a cell in the paper.
+PAPER_TABLE1 = {
+    "tbptt": {10: 100, 20: 100, 30: 100},
+    "rbp": {10: 1, 20: 4, 30: 99},
+    "cg": {10: 100, 20: 100, 30: 100},
+    "neumann": {10: 100, 20: 100, 30: 100},
+}
+PAPER_NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "cg": "CG-RBP", "neumann": "Neumann-RBP",
+               "gmres": "GMRES-RBP", "lsqr": "LSQR-RBP", "rneumann": "Randomized Neumann-RBP",
+               "fallback": "Neumann->GMRES fallback"}
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    r"""The Wilson score interval for a binomial proportion (95% by default).
+
+    .. math::
+
+        \frac{\hat p + z^2/2n \pm z \sqrt{\hat p (1 - \hat p)/n + z^2/4n^2}}{1 + z^2/n}
+
+    Returns ``(low, high)`` in [0, 1]; ``(0, 1)`` for ``n = 0``.
+    """
+    if n == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n; got {successes} of {n}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
