@@ -24,6 +24,13 @@ def _numpy_reconstruct():
     return core.multiarray._reconstruct
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 writes bytes into a protocol-2 pickle; latin1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"_codecs.encode is admitted only as (str, 'latin1'); got ({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
 #: (module, name) as written in the pickle -> the object it stands for. The Planetoid files
 #: (Python 2, protocol 2) name exactly these: see pickletools.dis on any ind.<name>.* file.
 ALLOWED = {
@@ -36,6 +43,8 @@ ALLOWED = {
     ("collections", "defaultdict"): collections.defaultdict,
     ("__builtin__", "list"): list,
     ("builtins", "list"): list,
+    # Python 3 writes bytes (numpy buffers) into protocol-2 pickles as _codecs.encode(str, "latin1").
+    ("_codecs", "encode"): _latin1_bytes,
 }
 
 
