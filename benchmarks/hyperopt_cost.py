@@ -1,0 +1,210 @@
+"""Table 3 of Liao et al. (2018): run time and peak memory of BPTT over Neumann-RBP, one meta step.
+
+One meta step of the hyperparameter task (``rbpsolve.adapters.tasks.hyperopt``): ``T``
+training steps of the 784-50-50-50-10 tanh network on 10,000 MNIST images (batch 200)
+and the hypergradient of the 16 learning rates and momenta, by
+
+- ``bptt``: back-propagation through all ``T`` steps (does not depend on ``K``: measured
+  once and shared by the three columns);
+- ``neumann``: Neumann-RBP with ``K`` VJPs at the last step, the first ``T - 1`` steps
+  run without a graph (what rbpsolve does);
+- ``neumann_graph``: Neumann-RBP as the paper's code runs it (``model/hypergrad_net.py``
+  of lrjconan/RBP): every training step is built with ``create_graph=True`` and the state
+  is only detached at step ``T - 1``, so the forward pass holds the graph of ``T - 2``
+  steps at its end; the paper's Table 3 was measured on that code.
+
+Each cell is one run in a fresh subprocess (``OMP_NUM_THREADS=1``), after a warm-up of
+the same code path on a 5-4-3 network (so one-time library initialisation is not counted)
+and after the data are loaded. Two measures of memory, each in its own process:
+
+- ``rss``: ``ru_maxrss`` after the meta step minus ``ru_maxrss`` just before it, with
+  ``MALLOC_MMAP_THRESHOLD_=65536`` so that every tensor of 64 KiB or more is its own
+  ``mmap``, returned to the system when freed (as ``benchmarks/train_step_memory.py``);
+  the time of the meta step is taken in this same run;
+- ``saved``: the peak of the bytes of tensors saved for backward by autograd
+  (``torch.autograd.graph.saved_tensors_hooks``; a storage saved by several nodes counted
+  once, released when the last node holding it is freed): the memory of the graphs.
+
+Run from the repository root (``RBPSOLVE_DATA`` pointing to the MNIST files)::
+
+    python benchmarks/hyperopt_cost.py --steps 500            # K = 10 50 100
+    python benchmarks/hyperopt_cost.py --quick                # a smoke run on random data
+
+It prints a markdown table and writes JSON and markdown (default ``docs/results/hyperopt/table3.*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+PAPER = {10: (3.02, 4.35), 50: (2.87, 4.25), 100: (2.68, 4.11)}  # K: (time ratio, memory ratio), Table 3
+
+
+class SavedBytes:
+    """Live and peak bytes of the storages autograd saves for backward."""
+
+    def __init__(self):
+        self.live, self.peak, self.count = 0, 0, {}
+
+    def pack(self, t):
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        n, size = self.count.get(key, (0, storage.nbytes()))
+        if n == 0:
+            self.live += size
+            self.peak = max(self.peak, self.live)
+        self.count[key] = (n + 1, size)
+        return _Handle(t, self, key)
+
+    def release(self, key):
+        n, size = self.count[key]
+        if n == 1:
+            del self.count[key]
+            self.live -= size
+        else:
+            self.count[key] = (n - 1, size)
+
+    @staticmethod
+    def unpack(handle):
+        return handle.t
+
+
+class _Handle:
+    __slots__ = ("t", "owner", "key")
+
+    def __init__(self, t, owner, key):
+        self.t, self.owner, self.key = t, owner, key
+
+    def __del__(self):
+        self.owner.release(self.key)
+
+
+def _data(quick):
+    import torch
+
+    from rbpsolve.adapters.tasks.hyperopt.hypergrad import Data
+
+    if quick:
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(1000, 784, generator=g), torch.randint(0, 10, (1000,), generator=g)
+        return Data(x, y, x, y)
+    from rbpsolve.adapters.tasks.hyperopt.data import load_split
+
+    split = load_split()
+    return Data(*split["train"], *split["train"])
+
+
+def worker(method, T, K, mode, quick):
+    import torch
+
+    from rbpsolve.adapters.tasks.hyperopt.hypergrad import Data, meta_step
+    from rbpsolve.adapters.tasks.hyperopt.sgd import MLP, hyper_init
+
+    kw = dict(method="bptt" if method == "bptt" else "neumann", steps=T, truncate=None if method == "bptt" else K,
+              forward_graph=method == "neumann_graph")
+    tiny = MLP((5, 4, 3))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 5, generator=g), torch.randint(0, 3, (40,), generator=g)
+    meta_step(tiny, hyper_init(tiny), Data(x, y, x, y), **dict(kw, steps=3, truncate=None if method == "bptt" else 2),
+              batch_size=10)  # warm-up
+    data = _data(quick)
+    mlp = MLP()
+    theta = hyper_init(mlp)
+    bs = 100 if quick else 200
+    if mode == "saved":
+        counter = SavedBytes()
+        with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+            meta_step(mlp, theta, data, batch_size=bs, **kw)
+        return {"saved_bytes": counter.peak}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    r = meta_step(mlp, theta, data, batch_size=bs, **kw)
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "rss_bytes": (after - before) * 1024, "meta_loss": r.meta_loss}
+
+
+def run_cell(method, T, K, mode, quick):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if mode == "rss":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, str(T), str(K), mode]
+    cmd += ["--quick"] if quick else []
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cell {method} T={T} K={K} {mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(res):
+    mib = 2.0**20
+    lines = [
+        f"T = {res['steps']} training steps, one meta step; memory in MiB (rss: ru_maxrss delta; saved: autograd's saved tensors).",
+        "",
+        "| K | BPTT s | Neumann-RBP s | time ratio (paper) | BPTT rss / saved | Neumann-RBP rss / saved | "
+        "memory ratio rss / saved (paper) | paper-code Neumann-RBP s, rss / saved | its ratios time, rss / saved |",
+        "|---:|---:|---:|---|---|---|---|---|---|",
+    ]
+    b = res["bptt"]
+    for K in res["truncations"]:
+        n, p = res["neumann"][str(K)], res["neumann_graph"][str(K)]
+        pt, pm = PAPER.get(K, (float("nan"), float("nan")))
+        lines.append(
+            f"| {K} | {b['seconds']:.2f} | {n['seconds']:.2f} | ×{b['seconds'] / n['seconds']:.2f} (×{pt}) | "
+            f"{b['rss_bytes'] / mib:.0f} / {b['saved_bytes'] / mib:.0f} | {n['rss_bytes'] / mib:.0f} / {n['saved_bytes'] / mib:.0f} | "
+            f"×{b['rss_bytes'] / max(n['rss_bytes'], 1):.2f} / ×{b['saved_bytes'] / n['saved_bytes']:.2f} (×{pm}) | "
+            f"{p['seconds']:.2f}, {p['rss_bytes'] / mib:.0f} / {p['saved_bytes'] / mib:.0f} | "
+            f"×{b['seconds'] / p['seconds']:.2f}, ×{b['rss_bytes'] / max(p['rss_bytes'], 1):.2f} / "
+            f"×{b['saved_bytes'] / p['saved_bytes']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=500, help="training steps T of the meta step")
+    p.add_argument("--truncate", type=int, nargs="+", default=[10, 50, 100], help="K values (paper: 10 50 100)")
+    p.add_argument("--quick", action="store_true", help="random data of 1,000 images, T = 20, K = 2 5")
+    p.add_argument("--out", default="docs/results/hyperopt/table3", help="output path without suffix (.json, .md)")
+    p.add_argument("--worker", nargs=4, metavar=("METHOD", "T", "K", "MODE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        method, T, K, mode = args.worker
+        print(json.dumps(worker(method, int(T), int(K), mode, args.quick)))
+        return 0
+    T, Ks = (20, [2, 5]) if args.quick else (args.steps, args.truncate)
+    res = {"steps": T, "truncations": Ks, "quick": args.quick, "machine": platform.platform(),
+           "processor": platform.processor(), "cpus": os.cpu_count(), "threads": 1,
+           "memory": "rss: ru_maxrss delta over the meta step in a fresh process with MALLOC_MMAP_THRESHOLD_=65536; "
+                     "saved: peak bytes of autograd's saved tensors (saved_tensors_hooks), another fresh process",
+           "bptt": {}, "neumann": {}, "neumann_graph": {}}
+    jobs = [("bptt", Ks[0])] + [(m, K) for K in Ks for m in ("neumann", "neumann_graph")]
+    from tqdm import tqdm
+
+    for method, K in tqdm(jobs, desc="cells"):
+        cell = {}
+        for mode in ("rss", "saved"):
+            cell.update(run_cell(method, T, K, mode, args.quick))
+        if method == "bptt":
+            res["bptt"] = cell
+        else:
+            res[method][str(K)] = cell
+    md = table(res)
+    print(md)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as fh:
+        json.dump(res, fh, indent=1)
+    with open(args.out + ".md", "w") as fh:
+        fh.write(md + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
