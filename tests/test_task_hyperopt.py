@@ -210,3 +210,19 @@ def test_reproduce_writes_table_and_figures(tmp_path, monkeypatch):
     assert (tmp_path / "r" / "fig5_training_loss.png").stat().st_size > 1000
     table = (tmp_path / "r" / "summary.md").read_text()
     assert "| 8 | 3 | TBPTT |" in table
+
+
+def test_agreement_mode_compares_with_bptt(tmp_path, monkeypatch):
+    from rbpsolve.adapters.tasks.hyperopt import cli
+
+    g = torch.Generator().manual_seed(0)
+    part = lambda n: (torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g))  # noqa: E731
+    split = {"train": part(200), "val": part(50), "test": part(50)}
+    monkeypatch.setattr(cli, "_load", lambda args, sizes: (Data(*split["train"], *split["train"]), split))
+    argv = ["--agreement", "--grid", "6,6", "--batch-size", "50", "--methods", "bptt", "tbptt", "neumann",
+            "--out", str(tmp_path), "--no-progress"]
+    assert cli.reproduce_main(argv) == 0
+    rows = json.loads((tmp_path / "agreement.json").read_text())["rows"]
+    tb = next(r for r in rows if r["method"] == "tbptt")
+    assert tb["cosine"] == pytest.approx(1.0, abs=1e-5) and tb["rel_error"] < 1e-4  # K = T: TBPTT is BPTT
+    assert -1 <= next(r for r in rows if r["method"] == "neumann")["cosine"] <= 1

@@ -93,3 +93,25 @@ def evaluate(mlp: MLP, theta: torch.Tensor, x_train, y_train, x_eval, y_eval, *,
     loss = torch.nn.functional.cross_entropy(logits, y_eval)
     err = (logits.argmax(dim=1) != y_eval).double().mean()
     return float(loss), float(err)
+
+
+def gradient_agreement(mlp: MLP, data: Data, grid, methods, *, batch_size=200, seed=1234, progress=True) -> list:
+    """At the paper's starting ``theta``: each method's hypergradient against BPTT's, per (T, K).
+
+    Returns a list of ``{"steps", "truncate", "method", "cosine", "rel_error", "norm", "seconds"}``
+    with ``cosine = <g, g_bptt> / (|g| |g_bptt|)`` and ``rel_error = |g - g_bptt| / |g_bptt|``
+    over the 16 hyperparameters.
+    """
+    theta = hyper_init(mlp, device=data.x_train.device)
+    rows, exact = [], {}
+    cells = [(T, K, m) for T, K in grid for m in methods if m != "bptt"]
+    for T, K, m in tqdm(cells, desc="hypergradients", disable=not progress, leave=False):
+        if T not in exact:
+            exact[T] = meta_step(mlp, theta, data, method="bptt", steps=T, batch_size=batch_size, seed=seed).grad
+        r = meta_step(mlp, theta, data, method=m, steps=T, truncate=K, batch_size=batch_size, seed=seed)
+        g, ref = r.grad.flatten().double(), exact[T].flatten().double()
+        rows.append({"steps": T, "truncate": K, "method": m,
+                     "cosine": float(g @ ref / (g.norm() * ref.norm())),
+                     "rel_error": float((g - ref).norm() / ref.norm()),
+                     "norm": float(g.norm()), "bptt_norm": float(ref.norm()), "seconds": r.seconds})
+    return rows
