@@ -205,6 +205,12 @@ def test_reproduce_cli_quick_writes_table_json_figures(tmp_path, capsys):
     assert "| 2 |" in table and "RBP (ours)" in table and "1%" not in table.split("\n")[8]
     for name in ("fig1ab_curves.png", "fig1c_diff_norm.png", "fig2_retrieval.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    # Shards merge: the same trials twice make a table of twice the trials.
+    merged = tmp_path / "merged"
+    assert cli.reproduce_main(["--from-json", str(tmp_path / "results.json"), str(tmp_path / "results.json"),
+                               "--out", str(merged)]) == 0
+    assert len(json.loads((merged / "results.json").read_text())["trials"]) == 2 * len(data["trials"])
+    assert "(4/4;" in (merged / "table.md").read_text() or "(0/4;" in (merged / "table.md").read_text()
 
 
 def test_cuda_absent_is_a_clear_error():

@@ -100,6 +100,31 @@ def task_main(argv: list[str]) -> int:
     return 0 if trial["status"] != "nan" else 1
 
 
+def _merge(args) -> int:
+    import json
+
+    from .figures import plot_all
+    from .reproduce import write_results
+
+    trials, commands, meta = [], [], {}
+    for path in args.from_json:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--from-json: cannot read {path} ({error})") from None
+        trials += data["trials"]
+        commands.append(data["command"])
+        meta = {"pool": data.get("pool", 1), "patterns": data.get("patterns", 10)}
+    _, pool, num = _settings(args)
+    patterns = _patterns(args, meta.get("pool", pool), meta.get("patterns", num))
+    truncations = sorted({t["config"]["truncate"] for t in trials if t["config"]["method"] != "bptt"})
+    paths = write_results(trials, args.out, " && ".join(commands), meta)
+    figures = plot_all(trials, patterns, args.out, truncations or [1])
+    print(paths["table"].read_text())
+    print("wrote", ", ".join(str(x) for x in [*paths.values(), *figures]))
+    return 0
+
+
 def reproduce_main(argv: list[str]) -> int:
     """Run the Table 1 grid and write results.json, table.md and the figures."""
     p = argparse.ArgumentParser(prog="rbpsolve reproduce hopfield",
@@ -109,8 +134,13 @@ def reproduce_main(argv: list[str]) -> int:
                    help=f"comma-separated, from {','.join(METHODS)}")
     p.add_argument("--truncations", default="10,20,30", help="comma-separated K values")
     p.add_argument("--out", type=Path, default=Path("docs/results/hopfield"), help="output directory")
+    p.add_argument("--from-json", type=Path, nargs="+", default=None,
+                   help="run nothing: merge the trials of these results.json files (e.g. shards of the grid run "
+                        "in parallel) and write the table and figures from them")
     _common(p)
     args = p.parse_args(argv)
+    if args.from_json:
+        return _merge(args)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:

@@ -92,7 +92,8 @@ def plot_retrieval(results, patterns, path: Path, K):
     images = [("clean", patterns), ("corrupted", np.asarray(first["corrupted"]))]
     images += [(PAPER_NAMES[m], np.asarray(r["retrieved"])) for m, r in rows]
     num = len(patterns)
-    fig, axes = plt.subplots(len(images), num, figsize=(num * 0.9, len(images) * 0.95), squeeze=False)
+    width = 1.8 + num * 0.8
+    fig, axes = plt.subplots(len(images), num, figsize=(width, 0.4 + len(images) * 0.8), squeeze=False)
     for i, (name, imgs) in enumerate(images):
         for j in range(num):
             ax = axes[i, j]
@@ -101,7 +102,8 @@ def plot_retrieval(results, patterns, path: Path, K):
             ax.set_yticks([])
         axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle(f"retrieval from 50%-corrupted inputs, K = {K} (trial 0)", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=1.7 / width, right=0.98, top=1 - 0.35 / (0.4 + len(images) * 0.8), bottom=0.02,
+                        wspace=0.08, hspace=0.08)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -73,7 +73,7 @@ def _cell_text(c):
     return f"{100 * c['rate']:.0f}% ({c['success']}/{c['n']}; {100 * c['low']:.0f}-{100 * c['high']:.0f})"
 
 
-def table_markdown(results: list[dict], command: str) -> str:
+def table_markdown(results: list[dict], command: str, extra: dict | None = None) -> str:
     """Table 1 reproduced beside the paper's, with 95% Wilson intervals and median loss ratios."""
     cells = summarize(results)
     methods = list(dict.fromkeys(m for m, _ in cells))
@@ -85,7 +85,8 @@ def table_markdown(results: list[dict], command: str) -> str:
         f"Success = final training loss < {SUCCESS_RATIO:.0%} of the initial loss. Each cell: success rate "
         "(successes/trials; 95% Wilson interval), then the paper's rate (100 trials a cell in the paper).",
         f"Settings: {config['iters']} Adam steps (lr {config['lr']}), hidden {config['hidden']}, "
-        f"{config['steps']} updates, device {config['device']}; trials use seeds "
+        f"{config['steps']} updates, patterns max-pooled by {(extra or {}).get('pool', 1)} "
+        f"({(extra or {}).get('patterns', 10)} digits), device {config['device']}; trials use seeds "
         f"{min(r['config']['seed'] for r in results)}..{max(r['config']['seed'] for r in results)}.",
         "",
         f"Command: `{command}`",
@@ -125,5 +126,5 @@ def write_results(results: list[dict], out_dir: Path, command: str, extra: dict 
                "trials": results}
     json_path, table_path = out_dir / "results.json", out_dir / "table.md"
     json_path.write_text(json.dumps(payload, indent=1) + "\n")
-    table_path.write_text(table_markdown(results, command))
+    table_path.write_text(table_markdown(results, command, extra))
     return {"json": json_path, "table": table_path}
