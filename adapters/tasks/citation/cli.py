@@ -53,6 +53,17 @@ def _run(config: Config, data, desc: str) -> dict:
         return train(config, data, progress=bar.update)
 
 
+def _settings_text(runs: list[dict]) -> str:
+    """One line per distinct setting: which data sets/methods ran with it."""
+    groups: dict[str, set] = {}
+    for r in runs:
+        c = r["config"]
+        key = ", ".join(f"{k}={c[k]}" for k in ("steps", "truncate", "epochs", "lr", "momentum", "weight_decay",
+                                                  "eval_every", "hidden", "train_ratio", "val_ratio", "device"))
+        groups.setdefault(key, set()).add(f"{c['dataset']}/{c['method']}")
+    return "Settings of the runs:\n\n" + "\n".join(f"- {', '.join(sorted(v))}: {k}" for k, v in sorted(groups.items()))
+
+
 def task_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="rbpsolve task citation",
@@ -130,10 +141,7 @@ def reproduce_main(argv: list[str]) -> int:
     summary["command"] = "rbpsolve reproduce citation " + shlex.join(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "results.json").write_text(json.dumps(summary, indent=1))
-    cfgs = {json.dumps({k: v for k, v in r["config"].items() if k not in ("method", "seed", "dataset", "root")},
-                       sort_keys=True) for r in runs}
-    text = write_table(summary, args.out_dir / "table.md",
-                       "Settings of the runs: " + "; ".join(sorted(cfgs)) + f"\n\nCommand: `{summary['command']}`")
+    text = write_table(summary, args.out_dir / "table.md", _settings_text(runs) + f"\n\nCommand: `{summary['command']}`")
     write_figures(runs, args.out_dir)
     print(text)
     return 0

@@ -106,19 +106,26 @@ def write_figures(runs: list[dict], out_dir: Path) -> list[Path]:
     paths = []
     for name in sorted({r["config"]["dataset"] for r in runs}):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-        for m in METHODS:
+        for i, m in enumerate(METHODS):
+            color = f"C{i}"  # one colour per method in every panel
             rs = [r for r in runs if r["config"]["dataset"] == name and r["config"]["method"] == m]
             if not rs:
                 continue
             label = f"{LABELS[m]} ({len(rs)} seeds)"
             n = min(len(r["train_loss"]) for r in rs)
             if n:
-                axes[0].plot(np.mean([r["train_loss"][:n] for r in rs], axis=0), label=label)
+                axes[0].plot(np.mean([r["train_loss"][:n] for r in rs], axis=0), label=label, color=color)
             k = min(len(r["val_acc"]) for r in rs)
-            axes[1].plot(rs[0]["eval_epochs"][:k], np.mean([r["val_acc"][:k] for r in rs], axis=0), label=label)
+            val = np.mean([r["val_acc"][:k] for r in rs], axis=0)
+            axes[1].plot(rs[0]["eval_epochs"][:k], val, label=label, color=color)
             if rs[0]["diff_norm"]:
                 d = np.mean([r["diff_norm"] for r in rs], axis=0)
-                axes[2].semilogy(np.arange(1, len(d) + 1), d, label=label)
+                axes[2].semilogy(np.arange(1, len(d) + 1), d, label=label, color=color)
+        gnn_epochs = [r["config"]["epochs"] for r in runs if r["config"]["dataset"] == name
+                      and r["config"]["method"] != "baseline"]
+        if gnn_epochs:  # the baseline may run longer; show the GNN methods' span
+            for ax in axes[:2]:
+                ax.set_xlim(0, max(gnn_epochs))
         axes[0].set(xlabel="epoch", ylabel="training loss (mean over seeds)", title=f"{name}: training loss")
         axes[1].set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{name}: validation accuracy")
         axes[2].set(xlabel="propagation step t", ylabel="||h_t - h_{t-1}|| / (N d)",
