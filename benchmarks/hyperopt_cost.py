@@ -15,8 +15,9 @@ and the hypergradient of the 16 learning rates and momenta, by
 
 Each cell is one run in a fresh subprocess (``OMP_NUM_THREADS=1``), after a warm-up of
 the same code path on a 5-4-3 network (so one-time library initialisation is not counted)
-and after the data are loaded (the 10,000 training images, cached once by the parent
-as float32, so no child's baseline holds the peak of decoding all 70,000). Two measures of memory, each in its own process:
+and after the data are loaded (the 10,000 training images, cached once as float32 by a
+separate child, so that neither the parent, whose ``ru_maxrss`` every child inherits through
+fork and exec, nor a measuring child ever holds the peak of decoding all 70,000). Two measures of memory, each in its own process:
 
 - ``rss``: ``ru_maxrss`` after the meta step minus ``ru_maxrss`` just before it, with
   ``MALLOC_MMAP_THRESHOLD_=65536`` so that every tensor of 64 KiB or more is its own
@@ -187,8 +188,12 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="random data of 1,000 images, T = 20, K = 2 5")
     p.add_argument("--out", default="docs/results/hyperopt/table3", help="output path without suffix (.json, .md)")
     p.add_argument("--data-cache", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--write-cache", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs=4, metavar=("METHOD", "T", "K", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.write_cache:
+        _cache_data(args.quick, args.write_cache)
+        return 0
     if args.worker:
         method, T, K, mode = args.worker
         print(json.dumps(worker(method, int(T), int(K), mode, args.quick, args.data_cache)))
@@ -206,7 +211,10 @@ def main(argv=None):
 
     tmp = tempfile.TemporaryDirectory()
     data_path = os.path.join(tmp.name, "train.npz")
-    _cache_data(args.quick, data_path)
+    # in a child too: a child inherits its parent's ru_maxrss high-water mark through fork and exec,
+    # so the parent must never hold the decoded data set
+    cmd = [sys.executable, os.path.abspath(__file__), "--write-cache", data_path] + (["--quick"] if args.quick else [])
+    subprocess.run(cmd, check=True)
     for method, K in tqdm(jobs, desc="cells"):
         cell = {}
         for mode in ("rss", "saved"):
