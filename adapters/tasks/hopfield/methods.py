@@ -43,6 +43,7 @@ __all__ = ["METHODS", "PAPER_METHODS", "Step", "gradient"]
 PAPER_METHODS = ("bptt", "tbptt", "rbp", "cg", "neumann")
 METHODS = PAPER_METHODS + ("gmres", "lsqr", "rneumann", "fallback")
 DIVERGENCE_FACTOR = 1e4
+CG_RETRY_RTOL = 1e-6
 
 
 @dataclasses.dataclass
@@ -132,16 +133,30 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
         return finish(unroll(F, x, steps, truncate=None if method == "bptt" else K))
     if method == "rbp":
         return _original_rbp(net, F, x, image, K, steps, rng, norms)
-    # T - 1 graph-free updates, then the one with a graph that fixed_point adds: T in all.
-    h_T, diag = fixed_point(F, x, forward=rbpsolve.Picard(max_steps=steps - 1, rtol=0.0, atol=0.0),
-                            backward=_solver(method, K, rng), on_failure="warn")
-    loss = net.loss(h_T, image)
-    (grad,) = torch.autograd.grad(loss, net.W0)
-    res = diag.backward
+    solver = _solver(method, K, rng)
+    try:
+        grad, loss, res = _implicit(net, F, x, image, steps, solver)
+    except ZeroDivisionError:
+        if method != "cg":
+            raise
+        # rbpsolve's CGNE divides by ||p||^2, which underflows to 0 in float32 when a fixed-budget
+        # solve (rtol = atol = 0, least-squares test off) runs on past a (least-squares) solution.
+        # Redo the step with a tolerance, which stops it there (CONVERGED or LEAST_SQUARES).
+        norms.clear()
+        grad, loss, res = _implicit(net, F, x, image, steps, rbpsolve.CGNE(max_steps=K, rtol=CG_RETRY_RTOL))
     # Picard with rtol = atol = 0 stops early only at an exact fixed point (a zero update),
     # after which every further update would repeat it: pad the difference norms with zeros.
     norms += [0.0] * (steps - len(norms))
     return Step(float(loss.detach()), grad, norms[:steps], res.status.name, _diverging(res), res.num_vjp, res.num_jvp)
+
+
+def _implicit(net, F, x, image, steps, solver):
+    # T - 1 graph-free updates, then the one with a graph that fixed_point adds: T in all.
+    h_T, diag = fixed_point(F, x, forward=rbpsolve.Picard(max_steps=steps - 1, rtol=0.0, atol=0.0),
+                            backward=solver, on_failure="warn")
+    loss = net.loss(h_T, image)
+    (grad,) = torch.autograd.grad(loss, net.W0)
+    return grad, loss, diag.backward
 
 
 def _original_rbp(net, F, x, image, K, steps, rng, norms) -> Step:

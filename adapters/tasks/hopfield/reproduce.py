@@ -32,9 +32,9 @@ def compact(trial: dict, keep_images: bool, every: int = 10) -> dict:
     out["train_loss"] = [None if not np.isfinite(v) else float(v)
                          for v in (losses[i:i + every].mean() for i in range(0, len(losses), every))]
     out["train_loss_every"] = every
-    if not keep_images:
-        out.pop("corrupted")
-        out.pop("retrieved")
+    if not keep_images or "retrieved" not in out:
+        out.pop("corrupted", None)
+        out.pop("retrieved", None)
     return out
 
 
@@ -44,7 +44,13 @@ def run_grid(patterns, base: TrainConfig, methods, truncations, trials: int, *, 
     for method, K in _cells(methods, truncations):
         for t in range(trials):
             config = dataclasses.replace(base, method=method, truncate=K, seed=base.seed + t)
-            trial = train_trial(patterns, config, progress=progress)
+            try:
+                trial = train_trial(patterns, config, progress=progress)
+            except Exception as error:  # one broken trial must not lose the grid: record it
+                trial = {"config": dataclasses.asdict(config), "status": "error",
+                         "reason": f"{type(error).__name__}: {error}", "initial_loss": None, "final_loss": None,
+                         "ratio": None, "train_loss": [], "valid": [], "diff_norms": [], "backward_status": {},
+                         "diverging_solves": 0, "num_vjp": 0, "num_jvp": 0, "seconds": 0.0}
             results.append(compact(trial, keep_images=(t == 0)))
     return results
 
@@ -57,7 +63,7 @@ def summarize(results: list[dict]) -> dict:
         c = cells.setdefault(key, {"n": 0, "success": 0, "nan": 0, "diverging_trials": 0, "ratios": []})
         c["n"] += 1
         c["success"] += r["status"] == "success"
-        c["nan"] += r["status"] == "nan"
+        c["nan"] += r["status"] in ("nan", "error")
         c["diverging_trials"] += r["diverging_solves"] > 0
         if r["ratio"] is not None:
             c["ratios"].append(r["ratio"])
@@ -107,9 +113,9 @@ def table_markdown(results: list[dict], command: str, extra: dict | None = None)
     if any(m == "bptt" for m, _ in cells):
         c = next(v for (m, _), v in cells.items() if m == "bptt")
         lines += ["", f"BPTT (no truncation, all 50 updates): {_cell_text(c)}; not in the paper's table."]
-    lines += ["", "Median final/initial loss ratio, trials with NaN/inf, and trials with at least one diverging "
+    lines += ["", "Median final/initial loss ratio, trials with NaN/inf (or an error), and trials with at least one diverging "
               "backward solve (update norm grew 10^4-fold over its smallest):", "",
-              "| method | truncation | median ratio | NaN trials | diverging trials |", "|---|---:|---:|---:|---:|"]
+              "| method | truncation | median ratio | NaN or error trials | diverging trials |", "|---|---:|---:|---:|---:|"]
     for (m, K), c in cells.items():
         ratio = "-" if c["median_ratio"] is None else f"{c['median_ratio']:.3f}"
         lines.append(f"| {PAPER_NAMES[m]} | {'-' if m == 'bptt' else K} | {ratio} | {c['nan']} | "
@@ -125,6 +131,6 @@ def write_results(results: list[dict], out_dir: Path, command: str, extra: dict 
                "summary": [{"method": m, "truncate": k, **c} for (m, k), c in cells.items()],
                "trials": results}
     json_path, table_path = out_dir / "results.json", out_dir / "table.md"
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    json_path.write_text(json.dumps(payload) + "\n")
     table_path.write_text(table_markdown(results, command, extra))
     return {"json": json_path, "table": table_path}
