@@ -78,6 +78,10 @@ def _solver(method: str, K: int, rng: torch.Generator):
 
 
 def _diverging(result) -> bool:
+    if result.attempts or result.status is rbpsolve.Status.DIVERGED:
+        return True
+    if not getattr(result.solver, "can_diverge", False):
+        return False  # Krylov residuals (GMRES, CGNE, LSQR) do not diverge; judge only the series
     history = [h for h in result.history if h is not None]
     if not history:
         return False
@@ -88,7 +92,7 @@ def _diverging(result) -> bool:
         smallest = min(smallest, h)
         if smallest > 0 and h > DIVERGENCE_FACTOR * smallest:
             return True
-    return bool(result.attempts) or result.status is rbpsolve.Status.DIVERGED
+    return False
 
 
 def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
