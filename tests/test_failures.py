@@ -598,3 +598,20 @@ def test_fallback_starts_each_solver_from_x0():
     assert res.attempts[0].status is Status.DIVERGED
     assert res.history == alone.history
     np.testing.assert_allclose(res.x, alone.x, rtol=0, atol=0)
+
+
+def test_cgne_step_with_an_underflowing_direction_does_not_divide_by_zero():
+    # Seen in float32 training (Hopfield task): ||p||^2 underflows to 0 while ||A p||^2 > 0.
+    # The norm estimate must skip that step, not raise ZeroDivisionError.
+    from rbpsolve._operator import MatrixOperator
+    from rbpsolve._solvers.cgne import _State
+
+    a = MatrixOperator(np.eye(4, dtype=np.float32) * np.float32(1e20))
+    b = np.ones(4, dtype=np.float32)
+    p = np.full(4, 1e-24, dtype=np.float32)
+    assert float(np.vdot(p, p)) == 0.0 and float(np.vdot(a.mv(p), a.mv(p))) > 0
+    solver = rbpsolve.CGNE(max_steps=5)
+    state = _State(np.zeros(4, np.float32), b, p, p, 1.0, 2.0, 3.0, 1e-6)
+    new_state, report = solver.step(a, b, state)
+    assert new_state.anorm == 3.0  # the estimate is kept
+    assert np.all(np.isfinite(new_state.x))

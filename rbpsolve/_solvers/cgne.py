@@ -89,7 +89,9 @@ class CGNE(AbstractSolver):
         )
         r_norm = math.sqrt(r_norm2)
         p = s + (gamma / state.gamma) * state.p
-        anorm = max(state.anorm, math.sqrt(delta / p_norm2))
+        # ||A p|| / ||p|| is a lower bound on ||A||; skip it when ||p||^2 underflows to zero
+        # (float32 with a tiny direction), which would otherwise divide by zero.
+        anorm = max(state.anorm, math.sqrt(delta / p_norm2)) if p_norm2 > 0 else state.anorm
         least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
         return _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol), StepReport(r_norm, least_squares=least_squares)
 
