@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from rbpsolve._solvers.randomized_neumann import check_continue_prob
+
 from ._jacobian import _check_state, check_output
 
 __all__ = ["unroll", "RandomTruncation"]
@@ -63,11 +65,7 @@ class RandomTruncation:
     seed: int | None = None
 
     def __post_init__(self):
-        alpha = self.continue_prob
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"continue_prob must be a float; got {alpha!r}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"continue_prob must lie in (0, 1]; got {alpha}")
+        check_continue_prob(self.continue_prob)
         if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int):
             raise TypeError(f"min_steps must be an int; got {self.min_steps!r}")
         if self.min_steps < 1:

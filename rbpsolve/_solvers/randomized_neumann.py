@@ -23,6 +23,15 @@ class _State(NamedTuple):
     drawn: int  # K0 + L as drawn
 
 
+def check_continue_prob(alpha) -> None:
+    """Raise unless ``alpha`` is a real number in (0, 1]: the probability of continuing a
+    Russian-roulette truncation (shared with the torch adapter's ``RandomTruncation``)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"continue_prob must be a float; got {alpha!r}")
+    if not 0 < alpha <= 1:
+        raise ValueError(f"continue_prob must lie in (0, 1]; got {alpha}")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RandomizedNeumann(AbstractSolver):
     r"""Russian-roulette truncation of ``z = sum_{t>=0} (J^T)^t g``, unbiased for ``(I - J^T)^{-1} g``.
@@ -125,11 +134,7 @@ class RandomizedNeumann(AbstractSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        alpha = self.continue_prob
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"continue_prob must be a float; got {alpha!r}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"continue_prob must lie in (0, 1]; got {alpha}")
+        check_continue_prob(self.continue_prob)
         if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int):
             raise TypeError(f"min_steps must be an int; got {self.min_steps!r}")
         if not 0 <= self.min_steps <= self.max_steps:
