@@ -108,6 +108,53 @@ def test_proposition_1_neumann_equals_tbptt_at_a_converged_state(K):
     assert _relative(rbp[0], exact[0]) > 1e-8
 
 
+@pytest.mark.parametrize("as_callable", [False, True], ids=["tensor", "callable"])
+def test_backward_x0_starts_the_original_rbp_from_a_given_z0(as_callable):
+    """FixedPoint with K steps from z_0: z_K = (J^T)^K z_0 + sum_{t<K} (J^T)^t g, against a dense J."""
+    K = 3
+    params, make_f, loss, h0 = _tanh_model()
+    z0 = torch.rand(h0.shape, generator=torch.Generator().manual_seed(7), dtype=f64)
+    seen = []
+
+    def start(g):
+        seen.append(g.clone())
+        return z0.clone()
+
+    solver = rbpsolve.FixedPoint(max_steps=K, rtol=0.0, atol=0.0, divergence_factor=float("inf"))
+    got = _grads(params, lambda: loss(fixed_point(make_f(), h0, backward=solver, **TIGHT,
+                                                  backward_x0=start if as_callable else z0.clone())[0]))
+
+    f = make_f()
+    h_star = fixed_point(f, h0, **TIGHT)[0].detach()
+    J = torch.autograd.functional.jacobian(lambda v: f(v.reshape(h0.shape)).reshape(-1), h_star.reshape(-1))
+    g = torch.autograd.functional.jacobian(lambda v: loss(v.reshape(h0.shape)), h_star.reshape(-1))
+    z = z0.reshape(-1)
+    for _ in range(K):
+        z = J.T @ z + g
+    out = f(h_star)
+    want = torch.autograd.grad(out, params, grad_outputs=z.reshape(h0.shape))
+    for a, b in zip(got, want):
+        assert _relative(a, b) < 1e-10
+    if as_callable:
+        assert len(seen) == 1 and _relative(seen[0].reshape(-1), g) < 1e-12
+    # the start matters at this budget: from zero the answer differs
+    zero = _grads(params, lambda: loss(fixed_point(make_f(), h0, backward=solver, **TIGHT)[0]))
+    assert _relative(zero[0], got[0]) > 1e-6
+
+
+def test_backward_x0_of_the_wrong_shape_or_kind_is_refused():
+    params, make_f, loss, h0 = _tanh_model()
+    with pytest.raises(ValueError, match="backward_x0 must match h0: shape"):
+        fixed_point(make_f(), h0, backward_x0=torch.zeros(3, dtype=f64))
+    with pytest.raises(ValueError, match="float32"):
+        fixed_point(make_f(), h0, backward_x0=torch.zeros(h0.shape, dtype=torch.float32))
+    with pytest.raises(TypeError, match="backward_x0 must be a tensor"):
+        fixed_point(make_f(), h0, backward_x0=np.zeros(h0.shape))
+    h, _ = fixed_point(make_f(), h0, backward_x0=lambda g: g[:1])
+    with pytest.raises(ValueError, match=r"backward_x0\(g\) must match h0"):
+        loss(h).backward()
+
+
 def test_bptt_approaches_the_implicit_gradient_as_the_unroll_grows():
     params, make_f, loss, h0 = _tanh_model(q=0.9)
     exact = _grads(params, lambda: loss(fixed_point(make_f(), h0, backward=GMRES(rtol=1e-14), **TIGHT)[0]))

@@ -58,6 +58,7 @@ def fixed_point(
     backward=None,
     on_failure="raise",
     jvp: str = "double_backward",
+    backward_x0=None,
 ):
     r"""The fixed point ``h* = f(h*)`` as a differentiable function of everything ``f`` uses.
 
@@ -93,6 +94,13 @@ def fixed_point(
     jvp : {"double_backward", "forward"}
         How JVPs are made when the backward solver needs them (CGNE, LSQR); see
         :func:`jacobian_operator`.
+    backward_x0 : torch.Tensor or callable, optional
+        Where the adjoint solve starts: ``None`` (default) starts at ``z_0 = 0``; a tensor
+        of ``h0``'s shape, dtype and device starts there; a callable ``g -> z_0`` is called
+        at each backward with the incoming gradient ``g = dL/dh*`` (e.g.
+        ``lambda g: torch.rand_like(g)``, the ``z_0 ~ U(0, 1)`` start of the original RBP
+        code, Algorithm 1 of Liao et al.). The start matters only to truncated solves: a
+        fixed budget of ``FixedPoint`` keeps a ``(J^T)^K z_0`` term in its answer.
 
     Returns
     -------
@@ -143,6 +151,8 @@ def fixed_point(
     policy, forward_chain, backward_chain = _policy(on_failure, forward, backward)
     if jvp not in JVP_MODES:
         raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")
+    if backward_x0 is not None and not callable(backward_x0):
+        _check_start(backward_x0, h0, "backward_x0")
 
     with torch.no_grad():
         result = rbpsolve.fixed_point(f, h0.detach(), forward_chain, throw=False)
@@ -157,7 +167,7 @@ def fixed_point(
     check_output(out, leaf)
     if not out.requires_grad:
         return out, diagnostics
-    spec = _Spec(f, backward_chain, policy, jvp, diagnostics)
+    spec = _Spec(f, backward_chain, policy, jvp, diagnostics, backward_x0)
     return _Implicit.apply(out, leaf, spec), diagnostics
 
 
@@ -168,6 +178,7 @@ class _Spec:
     policy: str
     jvp: str
     diagnostics: Diagnostics
+    x0: object = None
 
 
 class _Implicit(torch.autograd.Function):
@@ -191,12 +202,26 @@ class _Implicit(torch.autograd.Function):
         graph = GraphJacobian(out, leaf, spec.f, spec.jvp)
         J = graph.operator()
         with torch.no_grad():
-            result = rbpsolve.solve_adjoint(J, grad.detach(), spec.solver, throw=False)
+            g = grad.detach()
+            x0 = spec.x0(g) if callable(spec.x0) else spec.x0
+            if callable(spec.x0):
+                _check_start(x0, g, "backward_x0(g)")
+            result = rbpsolve.solve_adjoint(J, g, spec.solver, x0=x0, throw=False)
         spec.diagnostics.backward = result
         spec.diagnostics.backward_calls += 1
         spec.diagnostics.jvp_mode = graph.mode if result.num_jvp else None
         _apply(spec.policy, result, "backward", stacklevel=2)
         return result.x, None, None
+
+
+def _check_start(x0, like, name):
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor shaped like h0 (or a callable g -> tensor); got {type(x0).__name__}")
+    if x0.shape != like.shape or x0.dtype != like.dtype or x0.device != like.device:
+        raise ValueError(
+            f"{name} must match h0: shape {tuple(like.shape)}, {like.dtype}, on {like.device}; got shape "
+            f"{tuple(x0.shape)}, {x0.dtype}, on {x0.device}. Make it with torch.rand_like(h0) or similar"
+        )
 
 
 def _check_backward_solver(solver):
