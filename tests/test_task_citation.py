@@ -80,6 +80,20 @@ def test_tbptt_k_plus_one_equals_neumann_k():
     assert not torch.allclose(tb, far, rtol=1e-3)  # truncation matters here: the test can fail
 
 
+def test_rbp_starts_from_a_uniform_z0_as_the_original_code():
+    # rbp with K steps = (J^T)^K z_0 + the Neumann series with K - 1 products; z_0 ~ U(0, 1) from torch's
+    # global generator, so equal seeds give equal gradients and the start shows at small K.
+    net = _net(scale=0.1)
+    x = torch.randn(N, D, dtype=torch.float64)
+    torch.manual_seed(3)
+    a, _ = _grads(net, x, "rbp", 60, 2)
+    torch.manual_seed(3)
+    b, _ = _grads(net, x, "rbp", 60, 2)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    series, _ = _grads(net, x, "neumann_rbp", 60, 1)
+    assert not torch.allclose(a, series, rtol=1e-4)
+
+
 def test_unknown_method_and_bad_truncation():
     net = _net()
     x = torch.zeros(N, D, dtype=torch.float64)

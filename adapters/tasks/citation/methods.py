@@ -13,12 +13,16 @@ With ``h^T = F^T(h^0)`` and loss ``L(h^T)``:
 
 Every Krylov or series solver gets ``max_steps = K`` and no tolerance (a fixed budget, as the
 original code); ``rbp`` gets ``max_steps = K`` too but with its divergence test, so a
-diverging iteration is reported, not hidden.
+diverging iteration is reported, not hidden, and starts, as the original code's RBP does
+(``model/rbp.py`` of lrjconan/RBP), from ``z_0 ~ U(0, 1)`` drawn from torch's global
+generator (seeded by the run's seed): ``z_K = (J^T)^K z_0 + sum_{t<K} (J^T)^t g``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+import torch
 
 import rbpsolve
 from rbpsolve.adapters.torch import fixed_point, unroll
@@ -89,5 +93,7 @@ def final_state(step, h0, method: str, T: int, K: int):
     if method == "tbptt":
         return unroll(step, h0, T, truncate=K), StepReport()
     forward = rbpsolve.Picard(max_steps=T - 1, rtol=0.0, atol=0.0)
-    h, diagnostics = fixed_point(step, h0, forward=forward, backward=backward_solver(method, K), on_failure="warn")
+    start = (lambda g: torch.rand_like(g)) if method == "rbp" else None
+    h, diagnostics = fixed_point(step, h0, forward=forward, backward=backward_solver(method, K), on_failure="warn",
+                                 backward_x0=start)
     return h, StepReport(diagnostics)

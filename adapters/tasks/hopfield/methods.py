@@ -36,7 +36,7 @@ import math
 import torch
 
 import rbpsolve
-from rbpsolve.adapters.torch import fixed_point, jacobian_operator, unroll
+from rbpsolve.adapters.torch import fixed_point, unroll
 
 __all__ = ["METHODS", "PAPER_METHODS", "Step", "gradient"]
 
@@ -60,6 +60,8 @@ class Step:
 
 
 def _solver(method: str, K: int, rng: torch.Generator):
+    if method == "rbp":
+        return rbpsolve.FixedPoint(max_steps=K, rtol=0.0, atol=0.0, divergence_factor=math.inf)
     if method == "neumann":
         return rbpsolve.Neumann(max_steps=K, divergence_factor=math.inf)
     if method == "cg":
@@ -125,21 +127,22 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
 
     def F(h):
         new = net.update(h, x, W)
-        norms.append(float(torch.linalg.vector_norm(new.detach() - h.detach())))
+        # kept on the device: one host sync per step for all T norms, not one per update
+        norms.append(torch.linalg.vector_norm(new.detach() - h.detach()))
         return new
 
     def finish(h_T, status="unrolled", diverging=False, vjp=0, jvp=0):
         loss = net.loss(h_T, image)
         (grad,) = torch.autograd.grad(loss, net.W0)
-        return Step(float(loss.detach()), grad, norms[:steps], status, diverging, vjp, jvp)
+        return Step(float(loss.detach()), grad, _floats(norms, steps), status, diverging, vjp, jvp)
 
     if method in ("bptt", "tbptt"):
         return finish(unroll(F, x, steps, truncate=None if method == "bptt" else K))
-    if method == "rbp":
-        return _original_rbp(net, F, x, image, K, steps, rng, norms)
     solver = _solver(method, K, rng)
+    # The paper's code starts RBP's iteration at z_0 ~ U(0, 1); the other solvers at 0.
+    start = (lambda g: torch.rand(g.shape, generator=rng, dtype=g.dtype, device=g.device)) if method == "rbp" else None
     try:
-        grad, loss, res = _implicit(net, F, x, image, steps, solver)
+        grad, loss, res = _implicit(net, F, x, image, steps, solver, start)
     except ZeroDivisionError:
         if method != "cg":
             raise
@@ -148,36 +151,21 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
         # Redo the step with a tolerance, which stops it there (CONVERGED or LEAST_SQUARES).
         norms.clear()
         grad, loss, res = _implicit(net, F, x, image, steps, rbpsolve.CGNE(max_steps=K, rtol=CG_RETRY_RTOL))
+    return Step(float(loss.detach()), grad, _floats(norms, steps), res.status.name, _diverging(res), res.num_vjp,
+                res.num_jvp)
+
+
+def _floats(norms, steps):
     # Picard with rtol = atol = 0 stops early only at an exact fixed point (a zero update),
     # after which every further update would repeat it: pad the difference norms with zeros.
-    norms += [0.0] * (steps - len(norms))
-    return Step(float(loss.detach()), grad, norms[:steps], res.status.name, _diverging(res), res.num_vjp, res.num_jvp)
+    values = torch.stack(norms[:steps]).tolist() if norms else []
+    return values + [0.0] * (steps - len(values))
 
 
-def _implicit(net, F, x, image, steps, solver):
+def _implicit(net, F, x, image, steps, solver, start=None):
     # T - 1 graph-free updates, then the one with a graph that fixed_point adds: T in all.
     h_T, diag = fixed_point(F, x, forward=rbpsolve.Picard(max_steps=steps - 1, rtol=0.0, atol=0.0),
-                            backward=solver, on_failure="warn")
+                            backward=solver, on_failure="warn", backward_x0=start)
     loss = net.loss(h_T, image)
     (grad,) = torch.autograd.grad(loss, net.W0)
     return grad, loss, diag.backward
-
-
-def _original_rbp(net, F, x, image, K, steps, rng, norms) -> Step:
-    # rbpsolve.adapters.torch.fixed_point takes no start x0 for its adjoint solve, and the
-    # paper's RBP starts from z_0 ~ U(0, 1): solve the adjoint system here with the public
-    # jacobian_operator + solve_adjoint, on the same last update h_T = F(h_{T-1}).
-    with torch.no_grad():
-        h = x
-        for _ in range(steps - 1):
-            h = F(h)
-    leaf = h.detach().requires_grad_()
-    h_T = F(leaf)
-    loss = net.loss(h_T, image)
-    (g,) = torch.autograd.grad(loss, h_T, retain_graph=True)
-    J = jacobian_operator(lambda v: net.update(v, x, net.weights().detach()), leaf)
-    z0 = torch.rand(g.shape, generator=rng, dtype=g.dtype, device=g.device)
-    res = rbpsolve.solve_adjoint(J, g, rbpsolve.FixedPoint(max_steps=K, rtol=0.0, atol=0.0, divergence_factor=math.inf),
-                                 x0=z0, throw=False)
-    (grad,) = torch.autograd.grad(h_T, net.W0, grad_outputs=res.x)
-    return Step(float(loss.detach()), grad, norms[:steps], res.status.name, _diverging(res), res.num_vjp, res.num_jvp)
