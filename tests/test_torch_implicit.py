@@ -162,8 +162,10 @@ def test_bptt_approaches_the_implicit_gradient_as_the_unroll_grows():
     for T in (5, 20, 60, 400):
         bptt = _grads(params, lambda: loss(unroll(make_f(), h0, T)))
         errors.append(max(_relative(a, b) for a, b in zip(bptt, exact)))
-    assert errors[0] > errors[1] > errors[2] > errors[3]
-    assert errors[-1] < 1e-10
+    # Falling with T until rounding (~1e-15) is reached; two errors at rounding level may come in any order.
+    for shorter, longer in zip(errors, errors[1:]):
+        assert longer < shorter or max(shorter, longer) < 1e-13
+    assert errors[0] > 1e-3 and errors[-1] < 1e-10
 
 
 def test_layers_before_and_after_the_core_match_bptt():

@@ -112,7 +112,9 @@ class GMRES(AbstractSolver):
         for i, (c, s) in enumerate(zip(state.cosines, state.sines)):
             column[i], column[i + 1] = c * column[i] + s * column[i + 1], -s * column[i] + c * column[i + 1]
         denom = math.hypot(column[k], column[k + 1])
-        if not math.isfinite(denom):
+        if not (math.isfinite(denom) and math.isfinite(before)):
+            # The product (or its norm) overflowed: report it as non-finite, not as a
+            # singular space (numpy >= 2.5 keeps some of these sums finite where older ones do not).
             return state, StepReport(math.nan, breakdown=True)
         if denom <= _SINGULAR * before:
             # The new Hessenberg column depends on the earlier ones to rounding: A is
