@@ -188,6 +188,17 @@ def test_cli_task_quick(tmp_path, capsys):
 
 
 @real
+def test_cli_task_takes_the_short_method_names_of_the_other_tasks(tmp_path, capsys):
+    # the issue's own command: rbpsolve task citation --dataset cora --method neumann
+    out = tmp_path / "run.json"
+    argv = ["--dataset", "cora", "--method", "neumann", "--quick", "--data", data_root(None).as_posix(), "--out", str(out)]
+    assert cli.task_main(argv) == 0
+    assert "cora neumann_rbp seed 0: status ok" in capsys.readouterr().out
+    assert json.loads(out.read_text())["config"]["method"] == "neumann_rbp"
+    assert methods.method_name(" CG ") == "cg_rbp" and methods.method_name("rneumann") == "randomized_neumann"
+
+
+@real
 def test_cli_reproduce_quick_names_missing_pubmed(tmp_path, capsys):
     argv = ["--datasets", "cora,pubmed", "--methods", "baseline,neumann_rbp", "--seeds", "2", "--quick",
             "--out-dir", str(tmp_path)]

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ..data import DataFileError
 from ..data.planetoid import DATASETS
-from .methods import METHODS, PAPER_METHODS
+from .methods import ALIASES, METHODS, PAPER_METHODS, method_name
 from .report import load_runs, summarize, write_figures, write_table
 from .train import Config, prepare, train
 
@@ -35,7 +35,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, default=None,
                         help="PCA dimension = state size (default 64 for cora/citeseer, 16 for pubmed)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--data-root", default=None, help="data directory (default $RBPSOLVE_DATA, else user cache)")
+    parser.add_argument("--data-root", "--data", default=None, help="data directory (default $RBPSOLVE_DATA, else user cache)")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny run for CI: overrides {', '.join(f'{k}={v}' for k, v in QUICK.items())}")
 
@@ -70,7 +70,8 @@ def task_main(argv: list[str]) -> int:
         description="Train the GRU graph network of Liao et al. (2018, Sec. 4.2) on a Planetoid citation graph "
         "with one gradient method, on a random 1%%/49%%/50%% split; print accuracies.")
     parser.add_argument("--dataset", choices=DATASETS, default="cora")
-    parser.add_argument("--method", choices=METHODS, default="neumann_rbp")
+    parser.add_argument("--method", type=method_name, choices=METHODS, default="neumann_rbp",
+                        help=f"one of {', '.join(METHODS)} (also {', '.join(ALIASES)})")
     parser.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="write the run's JSON record here")
     _common(parser)
@@ -108,7 +109,7 @@ def reproduce_main(argv: list[str]) -> int:
     _common(parser)
     args = parser.parse_args(argv)
     datasets = [s.strip().lower() for s in args.datasets.split(",") if s.strip()]
-    methods = [s.strip().lower() for s in args.methods.split(",") if s.strip()]
+    methods = [method_name(s) for s in args.methods.split(",") if s.strip()]
     bad = [d for d in datasets if d not in DATASETS] + [m for m in methods if m not in METHODS]
     if bad or args.seeds < 1:
         parser.exit(2, f"rbpsolve reproduce citation: error: unknown {bad} (datasets {DATASETS}, methods {METHODS}) "

@@ -27,12 +27,20 @@ import torch
 import rbpsolve
 from rbpsolve.adapters.torch import fixed_point, unroll
 
-__all__ = ["METHODS", "GNN_METHODS", "PAPER_METHODS", "backward_solver", "final_state", "StepReport"]
+__all__ = ["ALIASES", "method_name", "METHODS", "GNN_METHODS", "PAPER_METHODS", "backward_solver", "final_state", "StepReport"]
 
 PAPER_METHODS = ("baseline", "bptt", "tbptt", "rbp", "cg_rbp", "neumann_rbp")
 EXTRA_METHODS = ("gmres", "lsqr", "randomized_neumann")
 METHODS = PAPER_METHODS + EXTRA_METHODS
 GNN_METHODS = tuple(m for m in METHODS if m != "baseline")
+#: The short names the Hopfield and hyperopt tasks use for the same methods.
+ALIASES = {"neumann": "neumann_rbp", "cg": "cg_rbp", "rneumann": "randomized_neumann"}
+
+
+def method_name(name: str) -> str:
+    """``name`` lower-cased, with a short alias (``neumann``, ``cg``, ``rneumann``) made full."""
+    name = name.strip().lower()
+    return ALIASES.get(name, name)
 LABELS = {
     "baseline": "Baseline", "bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "cg_rbp": "CG-RBP",
     "neumann_rbp": "Neumann-RBP", "gmres": "GMRES-RBP", "lsqr": "LSQR-RBP", "randomized_neumann": "RandNeumann-RBP",
