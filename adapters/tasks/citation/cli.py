@@ -35,7 +35,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, default=None,
                         help="PCA dimension = state size (default 64 for cora/citeseer, 16 for pubmed)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--data-root", "--data", default=None, help="data directory (default $RBPSOLVE_DATA, else user cache)")
+    parser.add_argument("--data-root", "--data", default=None,
+                        help="data directory (default $RBPSOLVE_DATA, else user cache)")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny run for CI: overrides {', '.join(f'{k}={v}' for k, v in QUICK.items())}")
 

@@ -27,7 +27,8 @@ import torch
 import rbpsolve
 from rbpsolve.adapters.torch import fixed_point, unroll
 
-__all__ = ["ALIASES", "method_name", "METHODS", "GNN_METHODS", "PAPER_METHODS", "backward_solver", "final_state", "StepReport"]
+__all__ = ["ALIASES", "method_name", "METHODS", "GNN_METHODS", "PAPER_METHODS", "backward_solver", "final_state",
+           "StepReport"]
 
 PAPER_METHODS = ("baseline", "bptt", "tbptt", "rbp", "cg_rbp", "neumann_rbp")
 EXTRA_METHODS = ("gmres", "lsqr", "randomized_neumann")
@@ -41,6 +42,8 @@ def method_name(name: str) -> str:
     """``name`` lower-cased, with a short alias (``neumann``, ``cg``, ``rneumann``) made full."""
     name = name.strip().lower()
     return ALIASES.get(name, name)
+
+
 LABELS = {
     "baseline": "Baseline", "bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "cg_rbp": "CG-RBP",
     "neumann_rbp": "Neumann-RBP", "gmres": "GMRES-RBP", "lsqr": "LSQR-RBP", "randomized_neumann": "RandNeumann-RBP",

@@ -26,8 +26,8 @@ def _common(p: argparse.ArgumentParser):
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first trial (init, corruption, order)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
-    p.add_argument("--data", "--data-root", dest="data", default=None, help="data directory holding mnist/ (default $RBPSOLVE_DATA, "
-                                                "else the user cache)")
+    p.add_argument("--data", "--data-root", dest="data", default=None,
+                   help="data directory holding mnist/ (default $RBPSOLVE_DATA, else the user cache)")
     p.add_argument("--download", action="store_true", help="fetch missing MNIST files from the mirrors")
     p.add_argument("--quick", action="store_true",
                    help=f"tiny settings for CI: {QUICK['iters']} steps, {QUICK['hidden']} hidden, 7x7 patterns, "

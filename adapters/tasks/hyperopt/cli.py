@@ -21,7 +21,8 @@ def _common(p):
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--data-root", "--data", default=None, help="data directory (default: $RBPSOLVE_DATA, else the user cache)")
+    p.add_argument("--data-root", "--data", default=None,
+                   help="data directory (default: $RBPSOLVE_DATA, else the user cache)")
     p.add_argument("--quick", action="store_true",
                    help="a tiny smoke run: 1,000 images, T = 20, K = 5, 2 meta steps, batch 100")
     p.add_argument("--no-progress", action="store_true")
