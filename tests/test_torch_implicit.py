@@ -150,9 +150,15 @@ def test_backward_x0_of_the_wrong_shape_or_kind_is_refused():
         fixed_point(make_f(), h0, backward_x0=torch.zeros(h0.shape, dtype=torch.float32))
     with pytest.raises(TypeError, match="backward_x0 must be a tensor"):
         fixed_point(make_f(), h0, backward_x0=np.zeros(h0.shape))
+    with pytest.raises(ValueError, match="backward_x0 contains NaN or inf"):
+        fixed_point(make_f(), h0, backward_x0=torch.full(h0.shape, float("nan"), dtype=f64))
     h, _ = fixed_point(make_f(), h0, backward_x0=lambda g: g[:1])
     with pytest.raises(ValueError, match=r"backward_x0\(g\) must match h0"):
         loss(h).backward()
+    h, _ = fixed_point(make_f(), h0, backward_x0=lambda g: g * float("inf"))
+    with pytest.raises(ValueError, match=r"backward_x0\(g\) contains NaN or inf"):
+        loss(h).backward()
+    assert all(p.grad is None for p in params)  # nothing reached .grad
 
 
 def test_bptt_approaches_the_implicit_gradient_as_the_unroll_grows():

@@ -222,6 +222,8 @@ def _check_start(x0, like, name):
             f"{name} must match h0: shape {tuple(like.shape)}, {like.dtype}, on {like.device}; got shape "
             f"{tuple(x0.shape)}, {x0.dtype}, on {x0.device}. Make it with torch.rand_like(h0) or similar"
         )
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"{name} contains NaN or inf; the adjoint solve needs a finite start (None starts at 0)")
 
 
 def _check_backward_solver(solver):
