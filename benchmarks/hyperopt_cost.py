@@ -13,16 +13,18 @@ and the hypergradient of the 16 learning rates and momenta, by
   is only detached at step ``T - 1``, so the forward pass holds the graph of ``T - 2``
   steps at its end; the paper's Table 3 was measured on that code.
 
-Each cell is one run in a fresh subprocess (``OMP_NUM_THREADS=1``), after a warm-up of
-the same code path on a 5-4-3 network (so one-time library initialisation is not counted)
-and after the data are loaded (the 10,000 training images, cached once as float32 by a
-separate child, so that neither the parent, whose ``ru_maxrss`` every child inherits through
-fork and exec, nor a measuring child ever holds the peak of decoding all 70,000). Two measures of memory, each in its own process:
+Every cell runs three times, each in a fresh subprocess (``OMP_NUM_THREADS=1``), after a
+warm-up of the same code path on a 5-4-3 network (so one-time library initialisation is not
+counted) and after the data are loaded (the 10,000 training images, cached once as float32
+by a separate child, so that neither the parent, whose ``ru_maxrss`` every child inherits
+through fork and exec, nor a measuring child ever holds the peak of decoding all 70,000):
 
+- ``time``: the wall time of the meta step, default allocator, no hooks;
 - ``rss``: ``ru_maxrss`` after the meta step minus ``ru_maxrss`` just before it, with
   ``MALLOC_MMAP_THRESHOLD_=65536`` so that every tensor of 64 KiB or more is its own
   ``mmap``, returned to the system when freed (as ``benchmarks/train_step_memory.py``);
-  the time of the meta step is taken in this same run;
+  its wall time is kept as ``rss_seconds`` only, because one ``mmap`` per tensor slows
+  the allocation-heavy full-batch products;
 - ``saved``: the peak of the bytes of tensors saved for backward by autograd
   (``torch.autograd.graph.saved_tensors_hooks``; a storage saved by several nodes counted
   once, released when the last node holding it is freed): the memory of the graphs.
@@ -142,7 +144,10 @@ def worker(method, T, K, mode, quick, data_path):
     r = meta_step(mlp, theta, data, batch_size=bs, **kw)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "rss_bytes": (after - before) * 1024, "meta_loss": r.meta_loss}
+    if mode == "time":
+        return {"seconds": seconds, "meta_loss": r.meta_loss}
+    # one mmap per large tensor slows allocation-heavy code: this run's time is kept apart
+    return {"rss_seconds": seconds, "rss_bytes": (after - before) * 1024}
 
 
 def run_cell(method, T, K, mode, quick, data_path):
@@ -201,8 +206,10 @@ def main(argv=None):
     T, Ks = (20, [2, 5]) if args.quick else (args.steps, args.truncate)
     res = {"steps": T, "truncations": Ks, "quick": args.quick, "machine": platform.platform(),
            "processor": platform.processor(), "cpus": os.cpu_count(), "threads": 1,
-           "memory": "rss: ru_maxrss delta over the meta step in a fresh process with MALLOC_MMAP_THRESHOLD_=65536; "
-                     "saved: peak bytes of autograd's saved tensors (saved_tensors_hooks), another fresh process",
+           "time": "seconds: wall time of the meta step in a fresh process with default malloc and no hooks",
+           "memory": "rss: ru_maxrss delta over the meta step in a fresh process with MALLOC_MMAP_THRESHOLD_=65536 "
+                     "(rss_seconds: that run's time); saved: peak bytes of autograd's saved tensors "
+                     "(saved_tensors_hooks), a third fresh process",
            "bptt": {}, "neumann": {}, "neumann_graph": {}}
     jobs = [("bptt", Ks[0])] + [(m, K) for K in Ks for m in ("neumann", "neumann_graph")]
     import tempfile
@@ -217,7 +224,7 @@ def main(argv=None):
     subprocess.run(cmd, check=True)
     for method, K in tqdm(jobs, desc="cells"):
         cell = {}
-        for mode in ("rss", "saved"):
+        for mode in ("time", "rss", "saved"):
             cell.update(run_cell(method, T, K, mode, args.quick, data_path))
         if method == "bptt":
             res["bptt"] = cell
