@@ -226,3 +226,47 @@ def test_agreement_mode_compares_with_bptt(tmp_path, monkeypatch):
     tb = next(r for r in rows if r["method"] == "tbptt")
     assert tb["cosine"] == pytest.approx(1.0, abs=1e-5) and tb["rel_error"] < 1e-4  # K = T: TBPTT is BPTT
     assert -1 <= next(r for r in rows if r["method"] == "neumann")["cosine"] <= 1
+
+
+def _fake_results(cells, command):
+    rec = lambda m, n: {"method": m, "meta_loss_log10": [-0.1 * i for i in range(n)],  # noqa: E731
+                        "last_train_loss_log10": [0.0, -0.5], "seconds": [1.0] * n}
+    return {"meta_objective": "train", "device": "cpu", "batch_size": 200, "seed": 1234, "command": command,
+            "seconds_total": 10.0,
+            "cells": [{"steps": T, "truncate": K, "methods": {m: rec(m, n) for m in ms}} for T, K, ms, n in cells]}
+
+
+def test_merge_joins_cells_run_side_by_side(tmp_path):
+    """Cells run in separate processes join into one grid: paper order, BPTT shared across K, meta steps shown."""
+    from rbpsolve.adapters.tasks.hyperopt import cli
+
+    a = _fake_results([(100, 100, ["tbptt", "neumann"], 3), (500, 50, ["bptt", "neumann"], 3)], "a")
+    b = _fake_results([(100, 50, ["bptt", "neumann"], 3), (1500, 50, ["neumann"], 2)], "b")
+    for name, res in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+    out = tmp_path / "merged"
+    assert cli.reproduce_main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [(c["steps"], c["truncate"]) for c in res["cells"]] == [(100, 50), (500, 50), (1500, 50), (100, 100)]
+    k100 = res["cells"][3]["methods"]
+    assert list(k100) == ["bptt", "tbptt", "neumann"] and k100["bptt"]["shared_with_cell"] == "T=100"
+    assert "bptt" not in res["cells"][2]["methods"]  # no BPTT run at T = 1500 to borrow
+    assert res["commands"] == ["a", "b"] and res["seconds_total"] == 20.0
+    table = (out / "summary.md").read_text()
+    assert "| 1500 | 50 | Neumann-RBP | 2 |" in table and "| 100 | 100 | BPTT | 3 |" in table
+    assert (out / "fig5_training_loss.png").stat().st_size > 1000
+    # the inputs are left as they were
+    assert json.loads((tmp_path / "a" / "results.json").read_text()) == a
+
+
+def test_merge_refuses_a_method_run_twice(tmp_path):
+    from rbpsolve.adapters.tasks.hyperopt import cli
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(_fake_results([(100, 50, ["neumann"], 2)], name)))
+    with pytest.raises(SystemExit, match="T=100, K=50 has 'neumann' in two"):
+        cli.reproduce_main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
+    with pytest.raises(SystemExit, match="does not exist"):
+        cli.reproduce_main(["--merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")])

@@ -110,8 +110,13 @@ def reproduce_main(argv: list[str]) -> int:
                    help="cells as T,K (default: the paper's seven)")
     p.add_argument("--agreement", action="store_true",
                    help="instead of meta-optimising: each method's hypergradient at the starting theta against BPTT's")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="run nothing: join the results.json of these output directories (cells run side by side) "
+                        "into --out, with its table and figures")
     _common(p)
     args = p.parse_args(argv)
+    if args.merge:
+        return _merge(args.merge, Path(args.out), PAPER_GRID)
     sizes, bs, meta_steps = None, args.batch_size, args.meta_steps or 100
     try:
         grid = [tuple(int(v) for v in c.split(",")) for c in args.grid] if args.grid else list(PAPER_GRID)
@@ -151,6 +156,27 @@ def reproduce_main(argv: list[str]) -> int:
     results["seconds_total"] = time.perf_counter() - t0
     _write(results, out, "hyperopt: Figure 5 grid")
     print(f"wrote {out}/ in {results['seconds_total']:.0f} s")
+    return 0
+
+
+def _merge(dirs, out: Path, order) -> int:
+    import json
+
+    from . import report
+
+    parts = []
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"--merge: {path} does not exist; give output directories of `rbpsolve reproduce hyperopt`")
+        parts.append(json.loads(path.read_text()))
+    try:
+        results = report.merge(parts, order)
+    except ValueError as e:
+        raise SystemExit(f"--merge: {e}")
+    out.mkdir(parents=True, exist_ok=True)
+    _write(results, out, "hyperopt: Figure 5 grid")
+    print(f"merged {len(parts)} result sets ({len(results['cells'])} cells) into {out}/")
     return 0
 
 

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["NAMES", "write_json", "figure5", "meta_curves", "summary_table"]
+__all__ = ["NAMES", "write_json", "merge", "figure5", "meta_curves", "summary_table"]
 
 NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "neumann": "Neumann-RBP", "cg": "CG-RBP", "gmres": "GMRES-RBP"}
 
@@ -22,6 +22,53 @@ def write_json(results: dict, path) -> Path:
 
 def _cells(results):
     return results["cells"]
+
+
+def merge(parts: list, order=()) -> dict:
+    """Combine result sets of ``rbpsolve reproduce hyperopt`` run separately (e.g. cells side by side).
+
+    Cells with the same ``(T, K)`` are joined method by method; a method found twice for a
+    cell is an error (which run should count is the user's choice, not ours). BPTT does not
+    depend on ``K``: a cell without it borrows the BPTT run of a cell with the same ``T``
+    (marked ``shared_with_cell``), as one grid run does. Cells come in ``order`` (the
+    paper's grid), then any others in order of appearance.
+
+    Parameters
+    ----------
+    parts : list of dict
+        Each a ``results.json`` of ``rbpsolve reproduce hyperopt``.
+    order : sequence of (T, K)
+    """
+    if not parts:
+        raise ValueError("merge needs at least one result set")
+    cells = {}
+    for part in parts:
+        for cell in _cells(part):
+            key = (cell["steps"], cell["truncate"])
+            into = cells.setdefault(key, {"steps": key[0], "truncate": key[1], "methods": {}})
+            for method, rec in cell["methods"].items():
+                if method in into["methods"]:
+                    raise ValueError(f"cell T={key[0]}, K={key[1]} has {method!r} in two of the result sets; "
+                                     "remove one of them from the list")
+                into["methods"][method] = rec
+    for (T, K), cell in cells.items():
+        if "bptt" not in cell["methods"]:
+            donor = next((c for (t, _), c in cells.items() if t == T and "bptt" in c["methods"]), None)
+            if donor is not None:
+                rec = dict(donor["methods"]["bptt"], shared_with_cell=f"T={T}")
+                cell["methods"] = {"bptt": rec, **cell["methods"]}
+    keys = [k for k in map(tuple, order) if k in cells] + [k for k in cells if k not in set(map(tuple, order))]
+    first = parts[0]
+    return {
+        "meta_objective": first.get("meta_objective"),
+        "device": first.get("device"),
+        "batch_size": first.get("batch_size"),
+        "seed": first.get("seed"),
+        "grid": [list(k) for k in keys],
+        "cells": [cells[k] for k in keys],
+        "commands": [p.get("command") for p in parts],
+        "seconds_total": sum(p.get("seconds_total", 0.0) for p in parts),
+    }
 
 
 def _grid_figure(results, path, key, xlabel, ylabel, title=None, marker=None) -> Path:
@@ -40,7 +87,9 @@ def _grid_figure(results, path, key, xlabel, ylabel, title=None, marker=None) ->
         for method, rec in cell["methods"].items():
             ys = rec[key]
             ax.plot(range(1, len(ys) + 1), ys, label=NAMES.get(method, method), lw=1, marker=marker)
-        ax.set_title(f"T = {cell['steps']}, K = {cell['truncate']}", fontsize=10)
+        n_meta = sorted({len(rec["meta_loss_log10"]) for rec in cell["methods"].values()})
+        ax.set_title(f"T = {cell['steps']}, K = {cell['truncate']} ({'/'.join(map(str, n_meta))} meta steps)",
+                     fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -58,8 +107,7 @@ def _grid_figure(results, path, key, xlabel, ylabel, title=None, marker=None) ->
 
 def figure5(results: dict, path) -> Path:
     """Training loss (log10) of every step at the last meta step, one panel per (T, K), one line per method."""
-    title = (f"Training loss at the last meta step ({results['meta_steps']} meta steps); "
-             "cf. Fig. 5 of Liao et al. 2018")
+    title = "Training loss at the last meta step; cf. Fig. 5 of Liao et al. 2018"
     return _grid_figure(results, path, "last_train_loss_log10", "training step", "log10 training loss", title)
 
 
@@ -71,9 +119,9 @@ def meta_curves(results: dict, path) -> Path:
 def summary_table(results: dict) -> str:
     """Markdown: per (T, K) and method, the meta-loss at the first and last meta step, test error, seconds per meta step."""
     lines = [
-        "| T | K | method | log10 meta-loss, first → last meta step | final log10 training loss | "
+        "| T | K | method | meta steps | log10 meta-loss, first → last meta step | final log10 training loss | "
         "test loss / error (final θ) | s per meta step |",
-        "|---:|---:|---|---|---:|---|---:|",
+        "|---:|---:|---|---:|---|---:|---|---:|",
     ]
     for cell in _cells(results):
         for method, rec in cell["methods"].items():
@@ -82,7 +130,7 @@ def summary_table(results: dict) -> str:
             test_s = f"{test['loss']:.4f} / {100 * test['error']:.2f} %" if test else "-"
             secs = sorted(rec["seconds"])[len(rec["seconds"]) // 2]
             lines.append(
-                f"| {cell['steps']} | {cell['truncate']} | {NAMES.get(method, method)} | "
+                f"| {cell['steps']} | {cell['truncate']} | {NAMES.get(method, method)} | {len(ml)} | "
                 f"{ml[0]:.3f} → {ml[-1]:.3f} | {rec['last_train_loss_log10'][-1]:.3f} | {test_s} | {secs:.1f} |"
             )
     return "\n".join(lines)
