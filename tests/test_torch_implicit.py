@@ -142,6 +142,34 @@ def test_backward_x0_starts_the_original_rbp_from_a_given_z0(as_callable):
     assert _relative(zero[0], got[0]) > 1e-6
 
 
+def test_layer_backward_x0_gives_the_functional_gradient():
+    """FixedPointLayer(backward_x0=...) passes the start on: the same gradient as fixed_point with it."""
+    W = _contraction(6, 0.8, 3).requires_grad_()
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(4), dtype=f64)
+
+    class Cell(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.W = torch.nn.Parameter(W.detach().clone())
+
+        def forward(self, h, u):
+            return torch.tanh(h @ self.W.T + u)
+
+    solver = rbpsolve.FixedPoint(max_steps=2, rtol=0.0, atol=0.0, divergence_factor=float("inf"))
+    start = lambda g: torch.ones_like(g)  # noqa: E731
+    layer = FixedPointLayer(Cell(), backward=solver, backward_x0=start, **TIGHT)
+    layer(torch.zeros(4, 6, dtype=f64), x).pow(2).sum().backward()
+    cell = layer.cell
+    f = lambda h: cell(h, x)  # noqa: E731
+    want = torch.autograd.grad(fixed_point(f, torch.zeros(4, 6, dtype=f64), backward=solver, backward_x0=start,
+                                           **TIGHT)[0].pow(2).sum(), cell.W)[0]
+    zero = torch.autograd.grad(fixed_point(f, torch.zeros(4, 6, dtype=f64), backward=solver,
+                                           **TIGHT)[0].pow(2).sum(), cell.W)[0]
+    assert _relative(cell.W.grad, want) < 1e-12 and _relative(cell.W.grad, zero) > 1e-6
+    with pytest.raises(TypeError, match="backward_x0 must be a tensor, a callable"):
+        FixedPointLayer(Cell(), backward_x0=np.zeros(6))
+
+
 def test_backward_x0_of_the_wrong_shape_or_kind_is_refused():
     params, make_f, loss, h0 = _tanh_model()
     with pytest.raises(ValueError, match="backward_x0 must match h0: shape"):

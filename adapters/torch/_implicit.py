@@ -281,6 +281,10 @@ class FixedPointLayer(torch.nn.Module):
         ``cell(h, *inputs)`` returns the next state; its parameters are this module's.
     forward, backward, on_failure, jvp
         As in :func:`fixed_point`.
+    backward_x0 : callable or torch.Tensor, optional
+        Start of the backward solve, as in :func:`fixed_point`; a callable ``g -> z0``
+        suits a layer whose batch size changes from call to call (e.g. the original
+        RBP's ``lambda g: torch.rand_like(g)``).
 
     Attributes
     ----------
@@ -304,10 +308,13 @@ class FixedPointLayer(torch.nn.Module):
     20
     """
 
-    def __init__(self, cell, *, forward=None, backward=None, on_failure="raise", jvp="double_backward"):
+    def __init__(self, cell, *, forward=None, backward=None, on_failure="raise", jvp="double_backward",
+                 backward_x0=None):
         super().__init__()
         if not callable(cell):
             raise TypeError(f"cell must be a module (or callable) cell(h, *inputs); got {type(cell).__name__}")
+        if backward_x0 is not None and not (callable(backward_x0) or isinstance(backward_x0, torch.Tensor)):
+            raise TypeError(f"backward_x0 must be a tensor, a callable g -> z0, or None; got {type(backward_x0).__name__}")
         forward = rbpsolve.Picard() if forward is None else forward
         backward = rbpsolve.Neumann() if backward is None else backward
         check_forward_solver(forward)
@@ -320,6 +327,7 @@ class FixedPointLayer(torch.nn.Module):
         self.backward_solver = backward
         self.on_failure = on_failure
         self.jvp = jvp
+        self.backward_x0 = backward_x0
         self.diagnostics: Diagnostics | None = None
 
     def forward(self, h0, *inputs):
@@ -330,6 +338,7 @@ class FixedPointLayer(torch.nn.Module):
             backward=self.backward_solver,
             on_failure=self.on_failure,
             jvp=self.jvp,
+            backward_x0=self.backward_x0,
         )
         return h
 
