@@ -166,7 +166,7 @@ def test_layer_backward_x0_gives_the_functional_gradient():
     zero = torch.autograd.grad(fixed_point(f, torch.zeros(4, 6, dtype=f64), backward=solver,
                                            **TIGHT)[0].pow(2).sum(), cell.W)[0]
     assert _relative(cell.W.grad, want) < 1e-12 and _relative(cell.W.grad, zero) > 1e-6
-    with pytest.raises(TypeError, match="backward_x0 must be a tensor, a callable"):
+    with pytest.raises(TypeError, match=r"backward_x0 must be a tensor shaped like h0 \(or a callable g -> tensor\)"):
         FixedPointLayer(Cell(), backward_x0=np.zeros(6))
 
 

@@ -203,8 +203,9 @@ class _Implicit(torch.autograd.Function):
         J = graph.operator()
         with torch.no_grad():
             g = grad.detach()
-            x0 = spec.x0(g) if callable(spec.x0) else spec.x0
-            if callable(spec.x0):
+            x0 = spec.x0
+            if callable(x0):
+                x0 = x0(g)
                 _check_start(x0, g, "backward_x0(g)")
             result = rbpsolve.solve_adjoint(J, g, spec.solver, x0=x0, throw=False)
         spec.diagnostics.backward = result
@@ -214,9 +215,13 @@ class _Implicit(torch.autograd.Function):
         return result.x, None, None
 
 
-def _check_start(x0, like, name):
+def _check_start_kind(x0, name):
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"{name} must be a tensor shaped like h0 (or a callable g -> tensor); got {type(x0).__name__}")
+
+
+def _check_start(x0, like, name):
+    _check_start_kind(x0, name)
     if x0.shape != like.shape or x0.dtype != like.dtype or x0.device != like.device:
         raise ValueError(
             f"{name} must match h0: shape {tuple(like.shape)}, {like.dtype}, on {like.device}; got shape "
@@ -313,8 +318,8 @@ class FixedPointLayer(torch.nn.Module):
         super().__init__()
         if not callable(cell):
             raise TypeError(f"cell must be a module (or callable) cell(h, *inputs); got {type(cell).__name__}")
-        if backward_x0 is not None and not (callable(backward_x0) or isinstance(backward_x0, torch.Tensor)):
-            raise TypeError(f"backward_x0 must be a tensor, a callable g -> z0, or None; got {type(backward_x0).__name__}")
+        if backward_x0 is not None and not callable(backward_x0):
+            _check_start_kind(backward_x0, "backward_x0")  # its shape is checked against h0 at each call
         forward = rbpsolve.Picard() if forward is None else forward
         backward = rbpsolve.Neumann() if backward is None else backward
         check_forward_solver(forward)
