@@ -270,3 +270,11 @@ def test_merge_refuses_a_method_run_twice(tmp_path):
         cli.reproduce_main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
     with pytest.raises(SystemExit, match="does not exist"):
         cli.reproduce_main(["--merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")])
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text(json.dumps({"grid": [[100, 50]], "rows": []}))
+    with pytest.raises(SystemExit, match="result set 2 has no 'cells' list"):
+        cli.reproduce_main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m")])
+    (tmp_path / "c" / "results.json").write_text('{"cells": [')
+    with pytest.raises(SystemExit, match="is not valid JSON"):
+        cli.reproduce_main(["--merge", str(tmp_path / "c"), "--out", str(tmp_path / "m")])
+    assert not (tmp_path / "m").exists()  # nothing written on refusal

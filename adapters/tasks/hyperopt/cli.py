@@ -169,7 +169,10 @@ def _merge(dirs, out: Path, order) -> int:
         path = Path(d) / "results.json"
         if not path.is_file():
             raise SystemExit(f"--merge: {path} does not exist; give output directories of `rbpsolve reproduce hyperopt`")
-        parts.append(json.loads(path.read_text()))
+        try:
+            parts.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--merge: {path} is not valid JSON ({e}); was its run cut off while writing?")
     try:
         results = report.merge(parts, order)
     except ValueError as e:

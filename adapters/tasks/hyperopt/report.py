@@ -42,7 +42,10 @@ def merge(parts: list, order=()) -> dict:
     if not parts:
         raise ValueError("merge needs at least one result set")
     cells = {}
-    for part in parts:
+    for i, part in enumerate(parts):
+        if not isinstance(part.get("cells") if isinstance(part, dict) else None, list):
+            raise ValueError(f"result set {i + 1} has no 'cells' list: it is not a results.json of "
+                             "`rbpsolve reproduce hyperopt` (agreement.json is not merged)")
         for cell in _cells(part):
             key = (cell["steps"], cell["truncate"])
             into = cells.setdefault(key, {"steps": key[0], "truncate": key[1], "methods": {}})
@@ -57,7 +60,8 @@ def merge(parts: list, order=()) -> dict:
             if donor is not None:
                 rec = dict(donor["methods"]["bptt"], shared_with_cell=f"T={T}")
                 cell["methods"] = {"bptt": rec, **cell["methods"]}
-    keys = [k for k in map(tuple, order) if k in cells] + [k for k in cells if k not in set(map(tuple, order))]
+    ordered = [tuple(k) for k in order]
+    keys = [k for k in ordered if k in cells] + [k for k in cells if k not in ordered]
     first = parts[0]
     return {
         "meta_objective": first.get("meta_objective"),
