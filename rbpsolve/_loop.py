@@ -2,8 +2,10 @@
 callbacks, product counts and the :class:`Result`.
 
 Solvers only say how to start (``init``) and how to take one step (``step``); the loop
-decides when to stop. It reads one host scalar per step (the :class:`StepReport`), so a
-GPU solve synchronises once per iteration.
+decides when to stop, and checks every claim before the :class:`Result` makes it: a
+``CONVERGED`` from a recurrence is verified on the true residual, a tolerance below the
+dtype's rounding level is ``ACCURACY_LIMIT``, and a fixed budget whose series was not
+converging is ``DIVERGED``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import math
 from typing import Any, Callable
 
 from . import _backend
-from ._operator import ProductCounter
+from ._operator import IdentityMinus, ProductCounter
 from ._result import Result, Status
+from ._scaling import right_hand_side_scale, scale_array, unscale_result
+from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
 
 __all__ = ["iterate", "StepInfo", "CallbackError"]
 
@@ -58,39 +62,60 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
 
     The forward fixed-point solvers run here too, with ``a`` the map ``F``, ``b = None``
     and ``x0 = h0``: their steps report the scale of ``rtol`` (``StepReport.scale``).
+
+    The caller's ``b`` and ``x0`` are never handed to the operator or a callback (a
+    callback that writes into its argument would change them): the solve works on
+    copies, scaled by a power of two where ``b`` is so small or large that its norm would
+    under- or overflow (:mod:`rbpsolve._scaling`).
     """
+    xp = a.xp
+    if b is None:
+        x0 = None if x0 is None else xp.asarray(x0, copy=True)
+        return _iterate(solver, a, None, x0, callback, float(solver.atol))
+    k, amax = right_hand_side_scale(xp, b)
+    atol = math.ldexp(float(solver.atol), -k)
+    if amax == 0.0:
+        # b = 0: x = 0 solves it exactly (the minimum-norm answer for LSQR and CGNE too),
+        # and a relative tolerance would otherwise ask for an exactly zero residual.
+        zero = xp.zeros(a.in_shape, dtype=b.dtype, device=a.device)
+        return Result(zero, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver, residual_kind="verified")
+    b = xp.asarray(b, copy=True) if k == 0 else scale_array(xp, b, -k)
+    if x0 is not None:
+        x0 = xp.asarray(x0, copy=True) if k == 0 else scale_array(xp, x0, -k)
+    result = unscale_result(_iterate(solver, a, b, x0, callback, atol), k, xp)
+    if result.status.ok and k != 0 and not bool(xp.all(xp.isfinite(result.x))):
+        result = dataclasses.replace(result, status=Status.NONFINITE)
+    return result
+
+
+def _iterate(solver, a, b, x0, callback, atol) -> Result:
     counter = ProductCounter()
     a = a.with_counter(counter)
     xp = a.xp
     b_norm = None if b is None else _backend.to_float(_backend.norm(xp, b))
-    tol = solver.atol if b_norm is None else max(solver.rtol * b_norm, solver.atol)
-
-    if b_norm == 0.0:
-        # b = 0: x = 0 solves it exactly (the minimum-norm answer for LSQR and CGNE too),
-        # and a relative tolerance would otherwise ask for an exactly zero residual.
-        zero = xp.zeros(a.in_shape, dtype=b.dtype, device=a.device)
-        return Result(zero, Status.CONVERGED, 0, (), counter.vjp, counter.jvp, 0.0, 0.0, 0.0, solver)
-    if x0 is not None:
-        # A copy, so that no iterate handed back can alias the caller's array.
-        x0 = xp.asarray(x0, copy=True)
+    tol = atol if b_norm is None else max(solver.rtol * b_norm, atol)
+    linear = b is not None
+    verify = getattr(solver, "verify", None)
 
     state = solver.init(a, b, x0, tol)
     history: list[float] = []
     best_residual = math.inf
     best_state = state
     status = None
-    for k in range(1, solver.max_steps + 1):
+    checked = None  # (x, residual, floor) of a verification of the returned iterate
+    floor_seen = None  # the rounding floor of the last residual a solver verified itself
+    k = 0
+    while k < solver.max_steps:
+        k += 1
         previous = state
         state, report = solver.step(a, b, state)
         residual = float(report.residual)
         history.append(residual)
+        if report.floor is not None:
+            floor_seen = report.floor
         stop = False
         if callback is not None:
-            info = StepInfo(k, residual, _solution_of(solver, a, b, state))
-            try:
-                stop = callback(info)
-            except Exception as error:
-                raise CallbackError(k, error) from error
+            stop = _call(callback, k, residual, _solution_of(solver, a, b, state))
         if not math.isfinite(residual):
             status = Status.NONFINITE
             break
@@ -98,9 +123,43 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         if residual < best_residual:
             best_residual = residual
             best_state = previous if solver.residual_lags else state
-        step_tol = tol if report.scale is None else max(solver.rtol * float(report.scale), solver.atol)
+        step_tol = tol if report.scale is None else max(solver.rtol * float(report.scale), atol)
         if residual <= step_tol:
-            status = Status.CONVERGED
+            if not linear or verify is False or report.verified:
+                status = Status.CONVERGED
+                break
+            if step_tol == 0.0 and not verify:
+                # A fixed budget ended by an exactly zero update or recurrence residual:
+                # later steps would change nothing. It keeps its product count and claims
+                # no tolerance.
+                status = Status.BUDGET_SPENT
+                break
+            # A claim from a recurrence (or about the previous iterate): check the returned
+            # x itself before saying CONVERGED.
+            x = solver.solution(a, b, state)
+            r, true, floor = true_residual(a, b, x)
+            checked = (x, true, floor)
+            if true <= step_tol:
+                status = Status.CONVERGED
+                break
+            if not math.isfinite(true):
+                status = Status.NONFINITE
+                break
+            if step_tol == 0.0:
+                # A fixed budget ended early by an exactly zero recurrence residual: further
+                # steps would change nothing, but the true residual is not zero.
+                status = Status.BUDGET_SPENT
+                break
+            if step_tol < floor and true <= LIMIT_FACTOR * floor:
+                # A tolerance below the rounding floor, and a residual at that floor.
+                status = Status.ACCURACY_LIMIT
+                break
+            checked = None
+            state = solver.restart(a, b, state, x, r)
+        elif (report.verified and report.floor is not None and 0.0 < step_tol < report.floor
+              and residual <= LIMIT_FACTOR * report.floor):
+            # A verified residual at the rounding floor, above a tolerance below that floor.
+            status = Status.ACCURACY_LIMIT
             break
         if report.least_squares:
             status = Status.LEAST_SQUARES
@@ -114,20 +173,43 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         if report.done:
             status = Status.BUDGET_SPENT
             break
-        # Any truthy answer stops: a callback may well return a numpy or torch boolean.
-        if stop is not None and bool(stop):
+        if stop:
             status = Status.STOPPED
             break
     else:
         status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 
+    if status is Status.BUDGET_SPENT and _diverging_series(solver, state, history, xp, a.in_space.dtype):
+        status = Status.DIVERGED
+
     # Failures hand back the best iterate seen, not the one that blew up.
     final_state = state if status in (Status.CONVERGED, Status.BUDGET_SPENT, Status.MAX_STEPS,
-                                      Status.STOPPED, Status.LEAST_SQUARES) else best_state
-    x = solver.solution(a, b, final_state)
+                                      Status.STOPPED, Status.LEAST_SQUARES, Status.ACCURACY_LIMIT) else best_state
+    extra = solver.finish(a, b, final_state)
+    info = dict(extra.get("info", {}))
+    residual_norm = extra.get("residual_norm")
+    kind = extra.get("residual_kind", solver.residual_kind if linear else None)
+    if floor_seen is not None and kind == "verified":
+        info["attainable"] = floor_seen
+    if checked is not None:
+        x, residual_norm, floor = checked
+        kind = "verified"
+        info["attainable"] = floor
+    else:
+        x = solver.solution(a, b, final_state)
+        if linear and residual_norm is None and kind == "previous iterate":
+            residual_norm = _lagging_residual(solver, final_state, history, best_residual, status)
+        if linear and verify and kind != "verified" and bool(xp.all(xp.isfinite(x))):
+            _, residual_norm, info["attainable"] = true_residual(a, b, x)
+            kind = "verified"
     if status.ok and not bool(xp.all(xp.isfinite(x))):
         status = Status.NONFINITE
-    extra = solver.finish(a, b, final_state)
+    error_bound = extra.get("error_bound")
+    observed = _contradicted_norm_bound(solver, a, final_state, history)
+    if observed is not None:
+        # The declared ||J|| <= q is false: every bound derived from it is void.
+        error_bound = None
+        info["norm_bound_contradicted"] = observed
     return Result(
         x=x,
         status=status,
@@ -135,12 +217,87 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         history=tuple(history),
         num_vjp=counter.vjp,
         num_jvp=counter.jvp,
-        residual_norm=extra.get("residual_norm"),
+        residual_norm=residual_norm,
         b_norm=extra.get("b_norm", b_norm),
-        error_bound=extra.get("error_bound"),
+        error_bound=error_bound,
         solver=solver,
-        info=extra.get("info", {}),
+        info=info,
+        residual_kind=kind,
     )
+
+
+def _diverging_series(solver, state, history, xp, dtype) -> bool:
+    """A fixed budget of a series solver whose terms say it was not converging.
+
+    ``divergence_factor = math.inf`` switches this off, as it does the running check:
+    the plain truncated series of the paper's experiments.
+    """
+    if not getattr(solver, "series", False) or not math.isfinite(solver.divergence_factor):
+        return False
+    start = solver.start_residual(state)
+    norms = ([start] if start is not None else []) + list(history)
+    return series_not_converging(norms, float(xp.finfo(dtype).eps))
+
+
+def _contradicted_norm_bound(solver, a, state, history):
+    """The largest observed ``||J^T t|| / ||t||`` where it exceeds a declared ``||J|| <= q``.
+
+    Successive terms (or updates) of a series solver are ``t_{k+1} = J^T t_k``, so each
+    ratio of their norms is a free lower bound on ``||J||``; one above ``q`` (beyond
+    rounding) proves the declared bound wrong. None when nothing contradicts it.
+    """
+    if not getattr(solver, "series", False) or not hasattr(a, "op"):
+        return None
+    q = a.op.norm_bound if isinstance(a, IdentityMinus) else None
+    if q is None:
+        return None
+    start = solver.start_residual(state)
+    norms = [v for v in ([start] if start is not None else []) + list(history) if math.isfinite(v)]
+    # Updates near the rounding level (FixedPoint's x_{k+1} - x_k cancels) carry no
+    # information about ||J||: only terms well above it count.
+    floor = 1e4 * float(a.xp.finfo(a.in_space.dtype).eps) * max(norms, default=0.0)
+    ratios = [after / before for before, after in zip(norms, norms[1:]) if before > floor and after > floor]
+    worst = max(ratios, default=0.0)
+    return worst if worst > q * (1.0 + 1e-3) + 1e-12 else None
+
+
+def _lagging_residual(solver, state, history, best_residual, status):
+    """The last update (or term) of a series solver: the previous iterate's residual.
+
+    For a failure the returned iterate is the best one, whose figure is ``best_residual``.
+    """
+    if not history:
+        return None
+    if status in (Status.DIVERGED, Status.NONFINITE, Status.BREAKDOWN):
+        return best_residual if math.isfinite(best_residual) else None
+    return history[-1]
+
+
+def _call(callback, step, residual, solution):
+    """Run the user's callback; True (any truthy scalar) asks to stop."""
+    info = StepInfo(step, residual, solution)
+    try:
+        answer = callback(info)
+    except Exception as error:
+        raise CallbackError(step, error) from error
+    if answer is None or isinstance(answer, bool):
+        return bool(answer)
+    shape = getattr(answer, "shape", None)
+    if isinstance(answer, (list, tuple)):
+        shape = (len(answer),)
+    if shape is not None and math.prod(shape) != 1:
+        raise CallbackError(
+            step,
+            TypeError(
+                f"it returned a {type(answer).__name__} of shape {tuple(shape)}; return True to stop, False or None to go on "
+                "(e.g. `return bool(info.residual_norm < 1e-6)`)"
+            ),
+        )
+    try:
+        # A callback may well return a numpy or torch boolean, or a 0-d array.
+        return bool(answer)
+    except Exception as error:
+        raise CallbackError(step, TypeError(f"its answer {answer!r} is not True/False/None ({error})")) from error
 
 
 def _solution_of(solver, a, b, state):

@@ -42,6 +42,28 @@ class ProductCounter:
         self.vjp = 0
 
 
+def check_not_matrix(array, name: str) -> None:
+    """``np.matrix`` keeps two dimensions through every reduction and makes ``*`` a matrix
+    product, which the solvers' elementwise arithmetic cannot work with."""
+    if isinstance(array, np.matrix):
+        raise TypeError(f"{name} is a numpy.matrix; pass a plain array instead: numpy.asarray({name})")
+
+
+def check_norm_bound(value):
+    """A declared ``||J||_2`` bound: None, or a finite real number >= 0 (as a float)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"norm_bound must be None or a number (an upper bound on the operator's 2-norm); got {value!r}")
+    value = float(value)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(
+            f"norm_bound must be a finite number >= 0, a true upper bound on the operator's 2-norm "
+            f"(the error bounds are only as good as it is); got {value}"
+        )
+    return value
+
+
 class _Space:
     """Shape, dtype, device and namespace of the arrays an operator takes or returns."""
 
@@ -60,6 +82,7 @@ class _Space:
                 f"{name} must be an array (numpy, torch, cupy or any array-API array) whose shape, "
                 f"dtype and device the operator takes; got {type(array).__name__}"
             )
+        check_not_matrix(array, name)
         xp = _backend.namespace(array)
         if not _backend.is_real_floating(xp, array.dtype):
             raise TypeError(
@@ -264,10 +287,7 @@ class FunctionOperator(Operator):
             raise TypeError(f"{self._transpose_name} must be callable; got {type(rmatvec).__name__}")
         if matvec is None and rmatvec is None:
             raise ValueError(f"give at least one of {self._forward_name} and {self._transpose_name}")
-        if norm_bound is not None:
-            norm_bound = float(norm_bound)
-            if not norm_bound >= 0 or not math.isfinite(norm_bound):
-                raise ValueError(f"norm_bound must be a finite number >= 0; got {norm_bound}")
+        norm_bound = check_norm_bound(norm_bound)
         self._matvec = matvec
         self._rmatvec = rmatvec
         self.in_space = like_in if isinstance(like_in, _Space) else _Space.like(like_in, "like_in")
@@ -299,10 +319,7 @@ class FunctionOperator(Operator):
 
     def with_norm_bound(self, q: float):
         """A copy that declares ``q`` an upper bound on the operator's 2-norm."""
-        q = float(q)
-        if not q >= 0 or not math.isfinite(q):
-            raise ValueError(f"norm_bound must be a finite number >= 0; got {q}")
-        return self._replace(_norm_bound=q)
+        return self._replace(_norm_bound=check_norm_bound(q))
 
     def with_counter(self, counter):
         return self._replace(_counter=counter)
@@ -330,6 +347,13 @@ def _checked(out, space: _Space, name: str):
     shape = getattr(out, "shape", None)
     if shape is None:
         raise TypeError(f"{name} returned {type(out).__name__}, not an array")
+    library = _library_of(out)
+    if library is not space.xp:
+        kind = f"{type(out).__module__.split('.')[0]}.{type(out).__name__}"
+        raise TypeError(
+            f"{name} returned a {kind} but the operator works on {_backend.describe_namespace(space.xp)} "
+            f"arrays; return an array of the library of its `like` array (convert inside the callback)"
+        )
     if tuple(shape) != space.shape:
         raise ValueError(
             f"{name} returned an array of shape {tuple(shape)} but the operator maps to arrays of "
@@ -347,6 +371,13 @@ def _checked(out, space: _Space, name: str):
             f"cast inside the callback{rebuild}"
         )
     return out
+
+
+def _library_of(out):
+    try:
+        return _backend.namespace(out)
+    except TypeError:
+        return None
 
 
 class JacobianOperator(FunctionOperator):
@@ -397,7 +428,7 @@ class MatrixOperator(Operator):
         self.a = a
         self.in_space = _Space((space.shape[1],), space.dtype, space.device, space.xp)
         self.out_space = _Space((space.shape[0],), space.dtype, space.device, space.xp)
-        self._norm_bound = None if norm_bound is None else float(norm_bound)
+        self._norm_bound = check_norm_bound(norm_bound)
         self._counter = _counter
 
     @property
@@ -680,8 +711,8 @@ def aslinearoperator(obj, *, norm_bound=None) -> Operator:
                 cls._rmatvec is not spla.LinearOperator._rmatvec or cls._adjoint is not spla.LinearOperator._adjoint
             )
         return FunctionOperator(
-            lambda x: np.asarray(obj.matvec(x), dtype=dtype).reshape(m),
-            (lambda y: np.asarray(obj.rmatvec(y), dtype=dtype).reshape(n)) if has_rmatvec else None,
+            lambda x: _real_product(obj.matvec(x), dtype, m, "matvec"),
+            (lambda y: _real_product(obj.rmatvec(y), dtype, n, "rmatvec")) if has_rmatvec else None,
             like_in=np.zeros(n, dtype=dtype),
             like_out=np.zeros(m, dtype=dtype),
             norm_bound=norm_bound,
@@ -692,6 +723,19 @@ def aslinearoperator(obj, *, norm_bound=None) -> Operator:
         "aslinearoperator takes an rbpsolve operator, a scipy LinearOperator, a scipy sparse matrix "
         f"or a 2-D array; got {type(obj).__name__}"
     )
+
+
+def _real_product(out, dtype, size, name):
+    """A scipy operator's product as a real array of ``dtype``; complex values are refused
+    (casting would drop their imaginary parts, with only a warning)."""
+    out = np.asarray(out)
+    if np.iscomplexobj(out):
+        raise TypeError(
+            f"the scipy LinearOperator's {name} returned complex values (dtype {out.dtype}) though it "
+            f"declares dtype {dtype}; rbpsolve solves real systems: return real arrays (or solve the "
+            f"real and imaginary parts as two real systems)"
+        )
+    return np.asarray(out, dtype=dtype).reshape(size)
 
 
 def dottest(op: Operator, *, seed: int = 0, rtol: float | None = None, raise_error: bool = True) -> bool:

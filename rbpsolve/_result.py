@@ -13,6 +13,10 @@ class Status(enum.Enum):
     """How a solve ended. Each value is the message a user reads, saying what to try.
 
     ``Result.ok`` is true for :attr:`CONVERGED` and :attr:`BUDGET_SPENT` only.
+    An ``ok`` status says what the returned ``x`` is: ``CONVERGED`` x met the tolerance
+    on a verified residual; ``BUDGET_SPENT`` x is the fixed budget's iterate, and for
+    the series solvers (FixedPoint, Neumann, RandomizedNeumann) that series was still
+    converging when the budget ended (a diverging one is ``DIVERGED``).
     """
 
     CONVERGED = (
@@ -28,9 +32,11 @@ class Status(enum.Enum):
         "or use a Krylov solver (GMRES, LSQR); rbpsolve.analyze(J) estimates the steps each solver needs"
     )
     DIVERGED = (
-        "diverged: the residual grew by more than divergence_factor over its smallest value. "
-        "FixedPoint and Neumann converge only when the spectral radius of J is below 1; "
-        "use GMRES, LSQR or CGNE, which do not need it"
+        "diverged: the residual grew by more than divergence_factor over its smallest value, or a "
+        "fixed budget ended with its series not converging (the last term no smaller than the start's "
+        "residual, or larger than the term half-way through the budget). FixedPoint and Neumann "
+        "converge only when the spectral radius of J is below 1; use GMRES, LSQR or CGNE, which do "
+        "not need it (or on_failure=rbpsolve.Fallback(rbpsolve.GMRES()) in the torch adapter)"
     )
     BREAKDOWN = (
         "the Krylov recurrence broke down (a zero denominator): I - J^T may be singular; "
@@ -44,6 +50,11 @@ class Status(enum.Enum):
     NONFINITE = (
         "a NaN or inf appeared: the operator returned non-finite values or the iteration overflowed; "
         "check the vjp/jvp callbacks at this point, or solve in float64"
+    )
+    ACCURACY_LIMIT = (
+        "the tolerance is below what this dtype can reach: the verified residual norm(b - A x) of x is "
+        "at the rounding level eps * (norm(b) + norm(A x)) (Result.info['attainable']) and cannot be "
+        "certified smaller; loosen rtol/atol to that level or solve in float64"
     )
     STOPPED = "stopped early because the callback returned True"
 
@@ -71,9 +82,21 @@ class Result:
         Products with J^T (vector-Jacobian) and with J (Jacobian-vector) spent. For a
         general operator A, ``num_jvp`` counts products A v and ``num_vjp`` products A^T u.
     residual_norm : float or None
-        ``norm(b - A x)`` of the returned ``x`` where the solver knows it: recomputed
-        exactly by GMRES, by recurrence in CGNE and LSQR, not known by FixedPoint and
-        Neumann (their ``history`` holds the residual of the previous iterate).
+        A residual norm of the solve; ``residual_kind`` says which one.
+    residual_kind : str or None
+        What ``residual_norm`` is:
+
+        - ``"verified"``: ``norm(b - A x)`` recomputed for the returned ``x`` with one
+          more product (counted in ``num_vjp``/``num_jvp``). Every ``CONVERGED`` and
+          ``ACCURACY_LIMIT`` linear solve is decided on this figure (unless the solver
+          was built with ``verify=False``).
+        - ``"recurrence"``: carried by the Krylov recurrence for the returned ``x`` (CGNE,
+          LSQR; GMRES inside a cycle): exact in exact arithmetic, but it can drift below
+          the true residual in floating point.
+        - ``"previous iterate"``: FixedPoint, Neumann and RandomizedNeumann: the last
+          update (or series term), which is the residual of the previous iterate; the
+          returned ``x`` has residual ``J^T`` times it, at most ``||J||`` times as large.
+        - None: no residual (a forward solve, or ``b = 0``).
     b_norm : float
         ``norm(b)``, the scale of ``rtol``.
     error_bound : float or None
@@ -84,7 +107,9 @@ class Result:
     info : dict
         Solver-specific estimates (LSQR: ``anorm``, ``acond``, ``arnorm``, ``xnorm``).
     attempts : tuple of Result
-        Earlier results in a :class:`~rbpsolve.Fallback` chain, first first.
+        The other results of a :class:`~rbpsolve.Fallback` chain, in the chain's order: the
+        failures before the returned one, or, when every member failed, every attempt but
+        the returned best one (``info["fallback_index"]`` is its place in the chain).
     """
 
     x: Any
@@ -99,6 +124,7 @@ class Result:
     solver: Any
     info: dict = dataclasses.field(default_factory=dict)
     attempts: tuple = ()
+    residual_kind: str | None = None
 
     @property
     def ok(self) -> bool:

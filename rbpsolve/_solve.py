@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 from . import _backend
 from ._loop import iterate
-from ._operator import IdentityMinus, Operator, Transpose, aslinearoperator
-from ._result import Result, SolveError
+from ._operator import IdentityMinus, Operator, ProductCounter, Transpose, aslinearoperator, check_not_matrix
+from ._result import Result, SolveError, Status
 from ._forward._base import AbstractForwardSolver
 from ._solvers._base import AbstractSolver
 
@@ -20,8 +21,12 @@ class Fallback:
     """Try solvers in turn until one succeeds; the switch is recorded in the result.
 
     Each solver starts afresh from the caller's ``x0`` (a diverged iterate is a bad
-    start). The returned :class:`Result` is the first successful one, or the last; its
-    ``attempts`` holds the results that came before it, and its counts include theirs.
+    start). The returned :class:`Result` is the first successful one; when every solver
+    fails, the best attempt, the one with the smallest verified residual
+    ``norm(b - A x)`` (recomputed with one product where an attempt had no verified
+    figure). ``attempts`` holds every other result in the chain's order,
+    ``info["fallback_index"]`` the returned one's place, and the counts include them all.
+    A callback that returns True stops the whole chain (``Status.STOPPED``).
     A chain holds linear solvers (for ``solve`` and ``solve_adjoint``) or forward solvers
     (``Picard``, ``Anderson``, for ``fixed_point``), not both.
 
@@ -142,25 +147,66 @@ def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, th
 
 def _run(solver, A, b, x0, callback, throw) -> Result:
     if isinstance(solver, Fallback):
-        attempts = []
-        for s in solver.solvers:
-            result = iterate(s, A, b, x0, callback=callback)
-            if result.ok:
-                break
-            attempts.append(result)
-        else:
-            attempts.pop()
-        result = dataclasses.replace(
-            result,
-            attempts=tuple(attempts),
-            num_vjp=result.num_vjp + sum(r.num_vjp for r in attempts),
-            num_jvp=result.num_jvp + sum(r.num_jvp for r in attempts),
-        )
+        result = _run_chain(solver, A, b, x0, callback)
     else:
         result = iterate(solver, A, b, x0, callback=callback)
     if throw and not result.ok:
         raise SolveError(result)
     return result
+
+
+def _run_chain(chain, A, b, x0, callback) -> Result:
+    """Each solver of the chain in turn until one is ok or the callback asks to stop.
+
+    When every one fails, the best attempt is returned: the smallest verified residual
+    ``norm(b - A x)`` (recomputed, one product each, where an attempt did not verify its
+    own), every other attempt kept in ``attempts``.
+    """
+    results = []
+    for s in chain.solvers:
+        result = iterate(s, A, b, x0, callback=callback)
+        results.append(result)
+        # A stop request from the callback ends the whole chain, not just this member.
+        if result.ok or result.status is Status.STOPPED:
+            break
+    chosen = len(results) - 1
+    if not results[-1].ok and results[-1].status is not Status.STOPPED and len(results) > 1 and b is not None:
+        results = [_verified(A, b, r) for r in results]
+        chosen = min(range(len(results)), key=lambda i: _residual_key(results[i]))
+    attempts = tuple(r for i, r in enumerate(results) if i != chosen)
+    best = results[chosen]
+    info = dict(best.info)
+    info["fallback_index"] = chosen
+    return dataclasses.replace(
+        best,
+        attempts=attempts,
+        info=info,
+        num_vjp=sum(r.num_vjp for r in results),
+        num_jvp=sum(r.num_jvp for r in results),
+    )
+
+
+def _verified(A, b, result: Result) -> Result:
+    """``result`` with its true residual, if it does not carry one (counted as a product)."""
+    if result.residual_kind == "verified":
+        return result
+    xp = A.xp
+    if not bool(xp.all(xp.isfinite(result.x))):
+        return dataclasses.replace(result, residual_norm=math.inf, residual_kind="verified")
+    counter = ProductCounter()
+    residual = _backend.to_float(_backend.norm(xp, b - A.with_counter(counter).mv(result.x)))
+    return dataclasses.replace(
+        result,
+        residual_norm=residual,
+        residual_kind="verified",
+        num_vjp=result.num_vjp + counter.vjp,
+        num_jvp=result.num_jvp + counter.jvp,
+    )
+
+
+def _residual_key(result: Result) -> float:
+    value = result.residual_norm
+    return math.inf if value is None or not math.isfinite(value) else value
 
 
 def _solvers(solver):
@@ -195,6 +241,7 @@ def _check_products(solver, A, *, square_msg, mv_msg, rmv_msg):
 def _check_array(arr, space, name: str, what: str):
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
         raise TypeError(f"{name} must be an array; got {type(arr).__name__}")
+    check_not_matrix(arr, name)
     xp = _backend.namespace(arr)
     if xp is not space.xp:
         raise TypeError(

@@ -103,14 +103,17 @@ def expected_products(name: str, res, *, warm: bool):
     """
     k = res.num_steps
     start = 1 if warm else 0  # b - A x0
+    # Before CONVERGED the loop recomputes the true residual of the returned x: one A v
+    # (GMRES verifies its own answers at the end of each cycle).
+    verify = 1 if res.status is rbpsolve.Status.CONVERGED else 0
     if name == "FixedPoint":
         # The first step from zero is x_1 = g (J^T 0 = 0): free.
-        return (k if warm else k - 1), 0
+        return (k if warm else k - 1) + verify, 0
     if name == "Neumann":
-        return k + start, 0
+        return k + start + verify, 0
     if name in ("CGNE", "LSQR"):
         # One A^T r (resp. A^T u) at the start, then one A and one A^T per step.
-        return k + start, k + 1
+        return k + start + verify, k + 1
     # GMRES: one A v per Arnoldi step, plus one to recompute the true residual at the end
     # of each cycle (restart, or once the estimate meets the tolerance).
     restart = RESTART if name == "GMRES(4)" else 50

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from .. import _backend
 from .._operator import _Space
-from .._solvers._base import AbstractSolver
+from .._solvers._base import check_settings
 
 __all__ = ["AbstractForwardSolver"]
 
@@ -48,7 +48,7 @@ class AbstractForwardSolver:
     can_diverge: ClassVar[bool] = True
 
     def __post_init__(self):
-        AbstractSolver.__post_init__(self)
+        check_settings(self)
 
     @property
     def fixed_budget(self) -> bool:
@@ -105,6 +105,14 @@ class Map:
         self.evaluations += 1
         out = self._F(h)
         space = self.in_space
+        if out is h:
+            # The solver compares F(h) with h: a map that updates h in place and returns it
+            # makes every step look converged (F(h) - h = 0).
+            raise ValueError(
+                "F returned its own input array (it updates h in place and returns it), so F(h) - h is "
+                "always zero; F must return a new array and leave h unchanged (e.g. `return 0.5 * h + 1` "
+                "instead of `h *= 0.5; h += 1; return h`)"
+            )
         if not hasattr(out, "shape") or not hasattr(out, "dtype"):
             raise TypeError(f"F returned {type(out).__name__}, not an array; F must map a state to a state")
         if _backend.namespace(out) is not space.xp:

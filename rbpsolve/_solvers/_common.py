@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend
@@ -12,6 +14,16 @@ def start(a, b, x0):
     if x0 is None:
         return a.xp.zeros(a.in_shape, dtype=b.dtype, device=a.device), b
     return x0, b - a.mv(x0)
+
+
+def check_lsq_rtol(value) -> None:
+    """``lsq_rtol`` is None (the default) or a finite number in [0, 1)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"lsq_rtol must be None or a float; got {value!r}")
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise ValueError(f"lsq_rtol must be None or a finite number in [0, 1) (default max(1e-10, 100 eps)); got {value}")
 
 
 def default_lsq_rtol(a) -> float:

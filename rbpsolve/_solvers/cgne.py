@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from ._common import default_lsq_rtol, krylov_error_bound, start
+from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["CGNE"]
 
@@ -36,7 +36,9 @@ class CGNE(AbstractSolver):
     ----------
     max_steps, rtol, atol : see :class:`AbstractSolver`
         Stopping test: ``norm(b - A x_k) <= max(rtol * norm(b), atol)``, with the residual
-        carried by recurrence (no extra product).
+        carried by recurrence (no extra product) and verified, before ``CONVERGED`` is
+        claimed, by one recomputation (see ``verify``); where the recurrence drifted, CG
+        restarts from the true residual.
     lsq_rtol : float, optional
         Report ``Status.LEAST_SQUARES`` when ``norm(A^T r) <= lsq_rtol * ||A|| * norm(r)``
         while the residual test fails: an inconsistent, singular system whose
@@ -62,14 +64,24 @@ class CGNE(AbstractSolver):
     needs_rmv: ClassVar[bool] = True
     needs_square: ClassVar[bool] = False
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_lsq_rtol(self.lsq_rtol)
+
     def init(self, a, b, x0, tol):
-        xp = a.xp
         x, r = start(a, b, x0)
-        s = a.rmv(r)
-        gamma = _backend.to_float(_backend.vdot(xp, s, s))
-        r_norm = _backend.to_float(_backend.norm(xp, r))
         lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
-        return _State(x, r, s, s, gamma, r_norm, 0.0, lsq)
+        return self._begin(a, x, r, 0.0, lsq)
+
+    def restart(self, a, b, state, x, r):
+        # The recurrence for r drifted from b - A x: start CG again from the true residual.
+        return self._begin(a, x, r, state.anorm, state.lsq_rtol)
+
+    def _begin(self, a, x, r, anorm, lsq):
+        xp = a.xp
+        s = a.rmv(r)
+        gamma, r_norm2 = _backend.to_floats(xp, _backend.vdot(xp, s, s), _backend.vdot(xp, r, r))
+        return _State(x, r, s, s, gamma, math.sqrt(r_norm2), anorm, lsq)
 
     def step(self, a, b, state):
         xp = a.xp

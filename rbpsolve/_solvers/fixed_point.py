@@ -36,7 +36,9 @@ class FixedPoint(AbstractSolver):
     divergence_factor : float
         Report ``Status.DIVERGED`` once an update is this many times larger than the
         smallest one so far; detected within ``log(divergence_factor) / log(rho)``
-        steps when the spectral radius ``rho`` of J exceeds 1.
+        steps when the spectral radius ``rho`` of J exceeds 1. A fixed budget
+        (``rtol = atol = 0``) too short for that is judged at its end, as in
+        :class:`Neumann`; ``math.inf`` switches both checks off.
 
     Notes
     -----
@@ -58,6 +60,8 @@ class FixedPoint(AbstractSolver):
 
     residual_lags: ClassVar[bool] = True
     can_diverge: ClassVar[bool] = True
+    residual_kind: ClassVar[str] = "previous iterate"
+    series: ClassVar[bool] = True
 
     def init(self, a, b, x0, tol):
         if x0 is None:

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _backend
+from .._verify import true_residual
 from ._base import AbstractSolver, StepReport
 from ._common import krylov_error_bound
 
@@ -46,6 +47,7 @@ class GMRES(AbstractSolver):
         residual ends the solve (so ``Result.residual_norm`` is exact).
     restart : int
         Krylov vectors kept before a restart; memory is ``restart + 2`` state-sized arrays.
+        Capped at the problem size ``n`` (a Krylov space has at most ``n`` dimensions).
 
     Notes
     -----
@@ -88,7 +90,7 @@ class GMRES(AbstractSolver):
                 return state._replace(r_norm=r_norm, estimate=r_norm), StepReport(r_norm)
             # Rows already written are never changed within a cycle, so earlier states
             # that share this matrix stay valid; a restart allocates a new one.
-            basis = xp.zeros((self.restart + 1, a.in_space.size), dtype=b.dtype, device=a.device)
+            basis = xp.zeros((self._cycle(a) + 1, a.in_space.size), dtype=b.dtype, device=a.device)
             basis[0, :] = xp.reshape(state.r, (-1,)) * (1.0 / r_norm)
             state = state._replace(basis=basis, size=1, rhs=(r_norm,), r_norm=r_norm, estimate=r_norm)
         k = state.size - 1
@@ -127,7 +129,8 @@ class GMRES(AbstractSolver):
         rhs[k] = c * rhs[k]
         estimate = abs(rhs[-1])
         lucky = w_norm <= 1e-14 * denom  # the Krylov space is invariant: the cycle's answer is exact
-        if not lucky and state.size < self.restart:
+        cycle = self._cycle(a)
+        if not lucky and state.size < cycle:
             state.basis[state.size, :] = w * (1.0 / w_norm)
         state = state._replace(
             hessenberg=state.hessenberg + (np.asarray(column[: k + 1]),),
@@ -137,16 +140,19 @@ class GMRES(AbstractSolver):
             estimate=estimate,
             size=state.size if lucky else state.size + 1,
         )
-        if estimate <= tol or lucky or len(state.hessenberg) == self.restart:
+        if estimate <= tol or lucky or len(state.hessenberg) == cycle:
             x = self._form(xp, a, state)
-            r = b - a.mv(x)
-            r_norm = _backend.to_float(_backend.norm(xp, r))
+            r, r_norm, floor = true_residual(a, b, x)
             # After a lucky breakdown (an invariant Krylov space) whose true residual still
             # misses the tolerance, rounding is what is left: restart from the better x. A
             # singular A shows up instead as a zero column (`denom == 0` above).
             restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol)
-            return restarted, StepReport(r_norm)
+            return restarted, StepReport(r_norm, verified=True, floor=floor)
         return state, StepReport(estimate)
+
+    def _cycle(self, a) -> int:
+        """The restart length used: ``restart``, capped at the problem size."""
+        return max(1, min(self.restart, a.in_space.size))
 
     def _form(self, xp, a, state):
         if not state.hessenberg:
@@ -167,5 +173,6 @@ class GMRES(AbstractSolver):
         return {
             "residual_norm": residual,
             "error_bound": krylov_error_bound(a, residual),
+            "residual_kind": "recurrence" if state.hessenberg else "verified",
             "info": {"residual_is_estimate": bool(state.hessenberg)},
         }

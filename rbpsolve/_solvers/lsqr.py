@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from ._common import default_lsq_rtol, krylov_error_bound, start
+from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["LSQR"]
 
@@ -36,7 +36,9 @@ class LSQR(AbstractSolver):
     ----------
     max_steps, rtol, atol : see :class:`AbstractSolver`
         Stopping test: ``norm(b - A x_k) <= max(rtol * norm(b), atol)``, with the
-        residual norm estimated by the recurrence (``phibar``; no extra product).
+        residual norm estimated by the recurrence (``phibar``; no extra product) and
+        verified, before ``CONVERGED`` is claimed, by one recomputation (see ``verify``);
+        where ``phibar`` drifted, LSQR starts again from the true residual.
     lsq_rtol : float, optional
         Report ``Status.LEAST_SQUARES`` when ``norm(A^T r) <= lsq_rtol * ||A|| * norm(r)``
         (scipy's second test, its ``atol``) while the residual test fails: the system is
@@ -65,9 +67,22 @@ class LSQR(AbstractSolver):
     needs_rmv: ClassVar[bool] = True
     needs_square: ClassVar[bool] = False
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_lsq_rtol(self.lsq_rtol)
+
     def init(self, a, b, x0, tol):
-        xp = a.xp
         x, u = start(a, b, x0)
+        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
+        return self._begin(a, x, u, lsq)
+
+    def restart(self, a, b, state, x, r):
+        # The recurrence's phibar drifted below the true residual: bidiagonalise again
+        # from b - A x (the estimates anorm and ddnorm start afresh).
+        return self._begin(a, x, r, state.lsq_rtol)
+
+    def _begin(self, a, x, u, lsq):
+        xp = a.xp
         beta = _backend.to_float(_backend.norm(xp, u))
         if beta > 0:
             u = (1.0 / beta) * u
@@ -75,7 +90,6 @@ class LSQR(AbstractSolver):
         alpha = _backend.to_float(_backend.norm(xp, v))
         if alpha > 0:
             v = (1.0 / alpha) * v
-        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
         return _State(x, u, v, v, alpha, beta, alpha, beta, 0.0, 0.0, alpha * beta, lsq)
 
     def step(self, a, b, state):

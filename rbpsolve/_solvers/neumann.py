@@ -39,11 +39,12 @@ class Neumann(AbstractSolver):
         residual test one step late; the term is still added to the returned sum.
     divergence_factor : float
         Report ``Status.DIVERGED`` once a term is this many times larger than the
-        smallest term so far; ``math.inf`` switches the check off. A fixed budget ``K``
-        shorter than ``log(divergence_factor) / log(rho)`` steps cannot see divergence
-        (with the default ``1e4`` and ``K = 20``: ``rho(J)`` up to about 1.58) and ends
-        as ``BUDGET_SPENT``: the truncated series, which is then no approximation of
-        ``(I - J^T)^{-1} g``. ``rbpsolve.analyze(J)`` tells whether ``rho(J) < 1``.
+        smallest term so far. A fixed budget too short for that (with the default
+        ``1e4`` and ``K = 20``: ``rho(J)`` up to about 1.58) is judged at its end: if the
+        last term is no smaller than ``norm(g)`` (the sum is no better than ``z = 0``) or
+        larger than the term half-way through, the series is not converging and the
+        status is ``DIVERGED``, not ``BUDGET_SPENT``. ``math.inf`` switches both checks
+        off: the plain truncated series, whatever it is worth.
 
     Notes
     -----
@@ -67,6 +68,8 @@ class Neumann(AbstractSolver):
 
     residual_lags: ClassVar[bool] = True
     can_diverge: ClassVar[bool] = True
+    residual_kind: ClassVar[str] = "previous iterate"
+    series: ClassVar[bool] = True
 
     def init(self, a, b, x0, tol):
         xp = a.xp
@@ -83,6 +86,9 @@ class Neumann(AbstractSolver):
 
     def solution(self, a, b, state):
         return state.partial_sum
+
+    def start_residual(self, state):
+        return state.b_norm
 
     def finish(self, a, b, state):
         q = iteration_operator(a).norm_bound

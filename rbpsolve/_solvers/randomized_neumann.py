@@ -21,6 +21,7 @@ class _State(NamedTuple):
     steps: int  # t
     length: int  # the number of products to spend, min(drawn, max_steps)
     drawn: int  # K0 + L as drawn
+    r0_norm: float  # norm(b - A x0), the start of the term norms the loop judges
 
 
 def check_continue_prob(alpha) -> None:
@@ -131,6 +132,8 @@ class RandomizedNeumann(AbstractSolver):
 
     residual_lags: ClassVar[bool] = True
     can_diverge: ClassVar[bool] = True
+    residual_kind: ClassVar[str] = "previous iterate"
+    series: ClassVar[bool] = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -161,7 +164,8 @@ class RandomizedNeumann(AbstractSolver):
         r0 = b if x0 is None else b - a.mv(x0)
         start = r0 + 0.0 if x0 is None else x0 + r0
         drawn = self.draw()
-        return _State(start, r0, 0, min(drawn, self.max_steps), drawn)
+        r0_norm = _backend.to_float(_backend.norm(a.xp, r0))
+        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, r0_norm)
 
     def step(self, a, b, state):
         if state.length == 0:
@@ -177,6 +181,10 @@ class RandomizedNeumann(AbstractSolver):
 
     def solution(self, a, b, state):
         return state.partial_sum
+
+    def start_residual(self, state):
+        # A draw of no products reports the start's own norm as its one history entry.
+        return None if state.length == 0 else state.r0_norm
 
     def finish(self, a, b, state):
         return {
