@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import time
 
@@ -27,10 +28,51 @@ from .examples import tanh_network
 __all__ = ["main"]
 
 
+# Types of the numeric options: a bad value is argparse's one-line "argument --X: ..." error, exit code 2.
+def _integer(low: int):
+    """An int >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _real(low: float, high: float = math.inf):
+    """A finite float in the open interval (``low``, ``high``): nan and inf are refused."""
+    allowed = f"a finite number > {low:g}" if high == math.inf else f"a number strictly between {low:g} and {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low < value < high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}; got {text!r}")
+        return value
+
+    parse.__name__ = allowed
+    return parse
+
+
+_N = _integer(2)
+_NORM = _real(0.0)
+_SEED = _integer(0)
+_RTOL = _real(0.0, 1.0)
+_STEPS = _integer(1)
+
+
 def _example_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=512, help="neurons of the example network (default 512)")
-    parser.add_argument("--norm", type=float, default=0.9, help="||J||_2 at the steady state (default 0.9)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random network (default 0)")
+    parser.add_argument("--n", type=_N, default=512, help="neurons of the example network (default 512)")
+    parser.add_argument("--norm", type=_NORM, default=0.9, help="||J||_2 at the steady state (default 0.9)")
+    parser.add_argument("--seed", type=_SEED, default=0, help="seed of the random network (default 0)")
     parser.add_argument(
         "--backend",
         choices=("numpy", "torch"),
@@ -48,14 +90,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     compare = sub.add_parser("compare", help="solve the example's adjoint with every solver and compare")
     _example_args(compare)
-    compare.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance (default 1e-8)")
+    compare.add_argument("--rtol", type=_RTOL, default=1e-8, help="relative tolerance (default 1e-8)")
     compare.add_argument(
-        "--truncate", type=int, default=20, help="K of the fixed-budget Neumann-RBP row (default 20, as in the paper)"
+        "--truncate", type=_STEPS, default=20, help="K of the fixed-budget Neumann-RBP row (default 20, as in the paper)"
     )
-    compare.add_argument("--max-steps", type=int, default=5000, help="step limit of every solver (default 5000)")
+    compare.add_argument("--max-steps", type=_STEPS, default=5000, help="step limit of every solver (default 5000)")
     report = sub.add_parser("analyze", help="print rbpsolve.analyze() for the example, beside exact figures")
     _example_args(report)
-    report.add_argument("--rtol", type=float, default=1e-8, help="target tolerance for the step advice")
+    report.add_argument("--rtol", type=_RTOL, default=1e-8, help="target tolerance for the step advice")
     for command, verb in (("task", "train once with one method and report"),
                           ("reproduce", "run the paper's grid of methods and seeds; write JSON, tables, figures")):
         task = sub.add_parser(command, help=f"reference tasks: {verb}", add_help=False)
@@ -97,8 +139,17 @@ def _operator(net, backend: str, *, declare_norm: bool):
     return J, xp.asarray(net.g, dtype=xp.float64), _backend.to_numpy
 
 
+def _network(args):
+    """The example network, or argparse's kind of error if it has no steady state with ||J|| = --norm."""
+    try:
+        return tanh_network(args.n, args.norm, seed=args.seed)
+    except RuntimeError as error:  # the steady state vanishes (a fold) below the requested norm
+        sys.stderr.write(f"rbpsolve {args.command}: error: argument --norm: {error}\n")
+        raise SystemExit(2) from None
+
+
 def _compare(args) -> int:
-    net = tanh_network(args.n, args.norm, seed=args.seed)
+    net = _network(args)
     J, g, to_numpy = _operator(net, args.backend, declare_norm=True)
     z = net.exact_adjoint()
     A = np.eye(net.n) - net.jacobian.T
@@ -145,7 +196,7 @@ def _compare(args) -> int:
 
 
 def _analyze(args) -> int:
-    net = tanh_network(args.n, args.norm, seed=args.seed)
+    net = _network(args)
     # analyze() must find things out for itself: the exact norm is not declared.
     J, g, _ = _operator(net, args.backend, declare_norm=False)
     report = analyze(J, g, rtol=args.rtol)

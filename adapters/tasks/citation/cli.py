@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data import DataFileError
+from ..data._files import command_line_message
 from ..data.planetoid import DATASETS
 from .methods import ALIASES, METHODS, PAPER_METHODS, method_name
 from .report import load_runs, summarize, write_figures, write_table
@@ -80,7 +81,9 @@ def task_main(argv: list[str]) -> int:
     try:
         config = Config(dataset=args.dataset, method=args.method, seed=args.seed, **_settings(args))
         data = prepare(config.dataset, config.dim, config.root)
-    except (ValueError, DataFileError) as error:
+    except DataFileError as error:
+        parser.exit(2, f"rbpsolve task citation: error: {command_line_message(error, args.data_root)}\n")
+    except ValueError as error:
         parser.exit(2, f"rbpsolve task citation: error: {error}\n")
     record = _run(config, data, f"{config.dataset} {config.method}")
     print(f"{config.dataset} {config.method} seed {config.seed}: status {record['status']}, "
@@ -123,7 +126,8 @@ def reproduce_main(argv: list[str]) -> int:
             probe = Config(dataset=name, **settings)
             data = prepare(name, probe.dim, probe.root)
         except DataFileError as error:
-            unavailable[name] = str(error)
+            error = command_line_message(error, args.data_root)
+            unavailable[name] = error
             print(f"skipping {name}: {error}", file=sys.stderr)
             continue
         except ValueError as error:

@@ -16,6 +16,7 @@ from pathlib import Path
 __all__ = ["DataFileError", "data_root", "download", "verified_path"]
 
 ENV_VAR = "RBPSOLVE_DATA"
+_ROOT_SOURCE = "the `root` argument"  # how messages name the directory's source; the commands reword it
 
 
 class DataFileError(FileNotFoundError):
@@ -54,6 +55,18 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return _cache_dir()
 
 
+def command_line_message(error: DataFileError, root: str | os.PathLike | None, option: str = "--data") -> str:
+    """``error``'s message for a command whose option ``option`` gives the data directory.
+
+    Names the option instead of the ``root`` argument, and says first if the directory given
+    there does not exist.
+    """
+    message = str(error).replace(_ROOT_SOURCE, f"the {option} option")
+    if root is not None and not data_root(root).is_dir():
+        message = f"{option} {root}: no such directory. {message}"
+    return message
+
+
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -85,7 +98,7 @@ def verified_path(path: Path, *, sha256: str, size: int | None = None, hint: str
     fix = f" {hint}" if hint else ""
     if not path.is_file():
         raise DataFileError(
-            f"data file {path} is missing.{fix} The data directory comes from the `root` argument, "
+            f"data file {path} is missing.{fix} The data directory comes from {_ROOT_SOURCE}, "
             f"else ${ENV_VAR}, else {_cache_dir()}."
         )
     actual_size = path.stat().st_size

@@ -58,12 +58,13 @@ def _settings(args):
 
 def _patterns(args, pool, num):
     from ..data import DataFileError
+    from ..data._files import command_line_message
     from .patterns import load_patterns
 
     try:
         return load_patterns(args.data, num=num, pool_factor=pool, download=args.download)
     except DataFileError as error:
-        raise SystemExit(f"rbpsolve hopfield: {error}") from None
+        raise SystemExit(f"rbpsolve hopfield: error: {command_line_message(error, args.data)}") from None
 
 
 def task_main(argv: list[str]) -> int:

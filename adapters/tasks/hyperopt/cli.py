@@ -31,6 +31,8 @@ def _common(p):
 def _load(args, sizes):
     import torch
 
+    from ..data import DataFileError
+    from ..data._files import command_line_message
     from .data import SPLIT, load_split
     from .hypergrad import Data
 
@@ -39,7 +41,10 @@ def _load(args, sizes):
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as e:
         raise SystemExit(f"--device {args.device!r} is not usable here ({e}); use --device cpu")
-    split = load_split(args.data_root, sizes=sizes or SPLIT)
+    try:
+        split = load_split(args.data_root, sizes=sizes or SPLIT)
+    except DataFileError as error:
+        raise SystemExit(f"rbpsolve hyperopt: error: {command_line_message(error, args.data_root)}") from None
     meta = split["train"] if args.meta_objective == "train" else split["val"]
     return Data(*split["train"], *meta).to(device), split
 
