@@ -1,9 +1,18 @@
 """Estimates of ||J||_2, of the extreme singular values of an operator and of the
-spectral radius rho(J), each with the number of products it spent."""
+spectral radius rho(J), each with the number of products it spent.
+
+Every figure here is an *estimate* from a few Krylov steps, never a bound: the Lanczos
+value of ``||A||`` can only be too low, Arnoldi's value of ``rho(J)`` can be too low or
+too high. A product that returns NaN or inf (or a figure that overflows) ends an
+estimate early with ``value = nan`` and ``details["nonfinite"] = True``, rather than an
+exception from the dense linear algebra underneath.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 import numpy as np
 
@@ -20,17 +29,20 @@ class Estimate:
     Attributes
     ----------
     value : float
-        The estimate.
+        The estimate; ``math.nan`` when a product was not finite (see ``details``).
     num_steps : int
         Lanczos or Arnoldi steps taken.
     num_vjp, num_jvp : int
         Products with J^T and J spent.
     converged : bool
         Whether successive estimates agreed to ``rtol`` (or the Krylov space became
-        invariant, which makes the estimate exact up to rounding).
+        invariant, which makes the estimate exact up to rounding). Convergence of an
+        estimate is not a bound on the quantity: see each function's Notes.
     details : dict
         Extra figures: ``sigma_min`` for singular values, ``ritz_values`` for the
-        spectral radius.
+        spectral radius. When a product returned NaN or inf, or a figure built from it
+        overflowed, also ``nonfinite`` (True), ``nonfinite_step`` (the step, from 1)
+        and ``nonfinite_product`` (``"jvp"`` for ``A x``, ``"vjp"`` for ``A^T y``).
     """
 
     value: float
@@ -43,25 +55,86 @@ class Estimate:
     def __float__(self) -> float:
         return self.value
 
+    @property
+    def nonfinite(self) -> bool:
+        """Whether the estimate stopped on a product that was not finite."""
+        return bool(self.details.get("nonfinite", False))
 
-def _check(op, max_steps, rtol):
+
+class _NonFinite(Exception):
+    """A product, or a figure computed from it, is NaN or inf: ends an estimate."""
+
+    def __init__(self, product: str):
+        super().__init__(product)
+        self.product = product
+
+
+# ----------------------------------------------------------------------------- argument checks
+def check_int(name: str, value, low: int) -> int:
+    """``value`` as an int ``>= low``; bools are refused although Python counts them as ints."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {low}; got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
+    return int(value)
+
+
+def check_rtol(value, *, below_one: bool = False) -> float:
+    """``rtol`` as a finite float > 0 (and < 1 with ``below_one``); refuses bools and NaN."""
+    wanted = "in (0, 1)" if below_one else "> 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"rtol must be a real number {wanted}; got {value!r} ({type(value).__name__})")
+    rtol = float(value)
+    if below_one and not 0 < rtol < 1:
+        raise ValueError(f"rtol must lie in (0, 1); got {value!r}")
+    if not (rtol > 0 and math.isfinite(rtol)):
+        raise ValueError(f"rtol must be > 0 and finite; got {value!r}")
+    return rtol
+
+
+def _check(op, max_steps, rtol, seed) -> tuple[int, float, int]:
     if not isinstance(op, Operator):
         raise TypeError(f"expected an rbpsolve operator such as JacobianOperator; got {type(op).__name__}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be an int >= 1; got {max_steps!r}")
-    if not rtol > 0:
-        raise ValueError(f"rtol must be > 0; got {rtol}")
+    return check_int("max_steps", max_steps, 1), check_rtol(rtol), check_int("seed", seed, 0)
 
 
-def _orthogonalise(xp, w, basis):
-    """Classical Gram-Schmidt against ``basis``, twice (full reorthogonalisation)."""
-    for _ in range(2):
-        if not basis:
-            break
+# ----------------------------------------------------------------------------- finite arithmetic
+def _norm(xp, u, product: str) -> float:
+    """``||u||_2`` as a float; raises :class:`_NonFinite` if it is not finite.
+
+    Squaring entries overflows float32 from about 1e19 and underflows below 1e-23, so a
+    norm of 0 or inf is recomputed on ``u / max|u|``: only NaN, inf or a norm past the
+    largest float of ``u``'s dtype count as non-finite.
+    """
+    value = _backend.to_float(_backend.norm(xp, u))
+    if value == 0.0 or value == math.inf:
+        scale = _backend.to_float(xp.max(xp.abs(u)))
+        value = scale * _backend.to_float(_backend.norm(xp, u / scale)) if 0.0 < scale < math.inf else scale
+        if value > float(xp.finfo(u.dtype).max):
+            value = math.inf
+    if not math.isfinite(value):
+        raise _NonFinite(product)
+    return value
+
+
+def _orthogonalise(xp, w, basis, product: str):
+    """Classical Gram-Schmidt against ``basis``, twice (full reorthogonalisation).
+
+    Returns ``w`` and the coefficients summed over both passes; raises
+    :class:`_NonFinite` on a NaN or inf coefficient, which any NaN or inf in ``w`` causes
+    (``inf * 0`` is NaN), before it spreads through ``w``.
+    """
+    total = np.zeros(len(basis))
+    for _ in range(2 if basis else 0):
         h = _backend.to_numpy(xp.stack([_backend.vdot(xp, v, w) for v in basis]))
+        if not np.all(np.isfinite(h)):
+            raise _NonFinite(product)
         for hi, v in zip(h, basis):
             w = w - float(hi) * v
-    return w
+        total += h
+    if not np.all(np.isfinite(total)):
+        raise _NonFinite(product)
+    return w, total
 
 
 def _random_unit(space, seed):
@@ -70,9 +143,48 @@ def _random_unit(space, seed):
     return space.from_numpy(v / np.linalg.norm(v))
 
 
+def _caller_errstate():
+    """A context that runs a user's product under the caller's numpy error settings.
+
+    The estimates run their own arithmetic with floating-point warnings off (a NaN is
+    reported through ``details["nonfinite"]``), but a warning raised inside the user's
+    vjp/jvp is the user's to see.
+    """
+    settings = np.geterr()
+    return lambda: np.errstate(**settings)
+
+
+def _stopped(k: int, counter, product: str, details: dict) -> Estimate:
+    details.update(nonfinite=True, nonfinite_step=k + 1, nonfinite_product=product)
+    return Estimate(math.nan, k + 1, counter.vjp, counter.jvp, False, details)
+
+
 def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed: int = 0) -> Estimate:
     """Largest (``value``) and smallest (``details["sigma_min"]``) singular values of ``A``.
 
+    Parameters
+    ----------
+    A : Operator
+        Any shape; needs products with both ``A`` and ``A^T``.
+    max_steps : int
+        At most this many Lanczos steps (``>= 1``).
+    rtol : float
+        Stop once successive estimates agree to this relative tolerance (``> 0``).
+    seed : int
+        Seed of the random start vector (``>= 0``).
+
+    Returns
+    -------
+    Estimate
+        ``value = nan`` and ``details["nonfinite"] = True`` if a product was not finite.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument, naming it; ValueError without both products.
+
+    Notes
+    -----
     Golub-Kahan-Lanczos bidiagonalisation from a random start, with full
     reorthogonalisation; each step costs one product with ``A`` and one with ``A^T``.
     The largest singular value of the bidiagonal never exceeds ``||A||`` and converges
@@ -85,7 +197,7 @@ def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 
 
 def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, smallest: bool) -> Estimate:
     """Golub-Kahan-Lanczos; converge on sigma_max, and on sigma_min too if ``smallest``."""
-    _check(A, max_steps, rtol)
+    max_steps, rtol, seed = _check(A, max_steps, rtol, seed)
     if not (A.has_mv and A.has_rmv):
         raise ValueError(
             "singular values need products with both J and J^T: build the JacobianOperator with jvp= as well as vjp="
@@ -93,6 +205,7 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
     counter = ProductCounter()
     op = A.with_counter(counter)
     xp = op.xp
+    users = _caller_errstate()
     steps = min(max_steps, op.in_space.size, op.out_space.size)
     v = _random_unit(op.in_space, seed)
     V, U = [v], []
@@ -100,39 +213,60 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
     u_prev, beta = None, 0.0
     previous, converged = None, False
     sigma_max = sigma_min = 0.0
-    for k in range(steps):
-        u = op.mv(v) if u_prev is None else op.mv(v) - beta * u_prev
-        u = _orthogonalise(xp, u, U)
-        alpha = _backend.to_float(_backend.norm(xp, u))
-        alphas.append(alpha)
-        invariant = alpha == 0.0
-        if not invariant:
-            u = (1.0 / alpha) * u
-            U.append(u)
-            w = _orthogonalise(xp, op.rmv(u) - alpha * v, V)
-            beta = _backend.to_float(_backend.norm(xp, w))
-            invariant = beta == 0.0 or k == steps - 1
-        B = np.diag(alphas) + np.diag(betas, 1)
-        s = np.linalg.svd(B, compute_uv=False)
-        sigma_max, sigma_min = float(s[0]), float(s[-1])
-        if previous is not None and abs(sigma_max - previous[0]) <= rtol * sigma_max:
-            # sigma_min converges later and from above: only trust it once it settles too.
-            converged = not smallest or abs(sigma_min - previous[1]) <= rtol * sigma_min
-        if invariant or converged:
-            converged = converged or invariant
-            break
-        previous = (sigma_max, sigma_min)
-        betas.append(beta)
-        v = (1.0 / beta) * w
-        V.append(v)
-        u_prev = u
+    k, product = 0, "jvp"
+    with np.errstate(all="ignore"):
+        try:
+            for k in range(steps):
+                product = "jvp"
+                with users():
+                    u = op.mv(v)
+                if u_prev is not None:
+                    u = u - beta * u_prev
+                u, _ = _orthogonalise(xp, u, U, product)
+                alpha = _norm(xp, u, product)
+                alphas.append(alpha)
+                invariant = alpha == 0.0
+                if not invariant:
+                    u = u / alpha
+                    U.append(u)
+                    product = "vjp"
+                    with users():
+                        w = op.rmv(u)
+                    w, _ = _orthogonalise(xp, w - alpha * v, V, product)
+                    beta = _norm(xp, w, product)
+                    invariant = beta == 0.0 or k == steps - 1
+                B = np.diag(alphas) + np.diag(betas, 1)
+                s = np.linalg.svd(B, compute_uv=False)
+                sigma_max, sigma_min = float(s[0]), float(s[-1])
+                if previous is not None and abs(sigma_max - previous[0]) <= rtol * sigma_max:
+                    # sigma_min converges later and from above: only trust it once it settles too.
+                    converged = not smallest or abs(sigma_min - previous[1]) <= rtol * sigma_min
+                if invariant or converged:
+                    converged = converged or invariant
+                    break
+                previous = (sigma_max, sigma_min)
+                betas.append(beta)
+                v = w / beta
+                V.append(v)
+                u_prev = u
+        except _NonFinite as stop:
+            return _stopped(k, counter, stop.product, {"sigma_min": math.nan})
     return Estimate(sigma_max, len(alphas), counter.vjp, counter.jvp, converged, {"sigma_min": sigma_min})
 
 
 def estimate_norm(J: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed: int = 0) -> Estimate:
-    """``||J||_2``, the largest singular value (a lower estimate that converges from below).
+    """``||J||_2``, the largest singular value: an estimate that is never above it.
 
-    See :func:`estimate_singular_values`; needs both ``vjp`` and ``jvp``.
+    See :func:`estimate_singular_values` for the parameters; needs both ``vjp`` and
+    ``jvp``.
+
+    Notes
+    -----
+    Each Lanczos estimate is a singular value of a projection of J, so in exact
+    arithmetic it never exceeds ``||J||_2`` and converges to it from below. It is
+    therefore a lower bound, never a certificate: an estimate below 1 does not prove
+    that J is a contraction (a small gap to 1 proves nothing), but an estimate above a
+    declared ``norm_bound`` proves the declaration wrong.
 
     Examples
     --------
@@ -141,6 +275,13 @@ def estimate_norm(J: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed:
     >>> J = rbpsolve.JacobianOperator(lambda u: W.T @ u, lambda v: W @ v, like=np.zeros(3))
     >>> round(rbpsolve.estimate_norm(J).value, 6)
     0.9
+
+    A product that is not finite ends the estimate with NaN instead of an exception:
+
+    >>> bad = rbpsolve.JacobianOperator(lambda u: u * np.nan, lambda v: v * np.nan, like=np.zeros(3))
+    >>> est = rbpsolve.estimate_norm(bad)
+    >>> est.value, est.details["nonfinite"], est.details["nonfinite_product"]
+    (nan, True, 'jvp')
     """
     return _bidiagonalise(J, max_steps=max_steps, rtol=rtol, seed=seed, smallest=False)
 
@@ -154,9 +295,27 @@ def estimate_spectral_radius(
     ----------
     J : Operator
         Square.
+    max_steps : int
+        At most this many Arnoldi steps (``>= 1``).
+    rtol : float
+        Stop once two successive pairs of estimates agree to this relative tolerance
+        (``> 0``).
+    seed : int
+        Seed of the random start vector (``>= 0``).
     product : {"auto", "vjp", "jvp"}
         Which products to use: ``J^T`` and ``J`` have the same eigenvalues. ``"auto"``
         takes VJPs, which every JacobianOperator has.
+
+    Returns
+    -------
+    Estimate
+        ``value = nan`` and ``details["nonfinite"] = True`` if a product was not finite.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument, naming it; ValueError for a non-square operator or a missing
+        product.
 
     Notes
     -----
@@ -165,10 +324,16 @@ def estimate_spectral_radius(
     space is invariant. Unlike power iteration it handles complex pairs and does not
     stall when two eigenvalues share a modulus. FixedPoint and Neumann converge iff
     ``rho(J) < 1``.
+
+    Before that the estimate is no bound either way: the Ritz values lie in the field of
+    values of J, so they can fall short of ``rho(J)`` (an outer eigenvalue not yet
+    found) or exceed it (a non-normal J), though never ``||J||_2``.
     """
-    _check(J, max_steps, rtol)
+    max_steps, rtol, seed = _check(J, max_steps, rtol, seed)
     if not J.is_square:
         raise ValueError(f"the spectral radius needs a square operator; got {J.in_shape} -> {J.out_shape}")
+    if not isinstance(product, str):
+        raise TypeError(f"product must be 'auto', 'vjp' or 'jvp'; got {product!r} ({type(product).__name__})")
     if product not in ("auto", "vjp", "jvp"):
         raise ValueError(f"product must be 'auto', 'vjp' or 'jvp'; got {product!r}")
     use_transpose = product == "vjp" or (product == "auto" and J.has_rmv)
@@ -178,34 +343,36 @@ def estimate_spectral_radius(
         raise ValueError("product='jvp' but this operator was built without jvp=")
     counter = ProductCounter()
     op = J.with_counter(counter)
-    apply = op.rmv if use_transpose else op.mv
+    apply, name = (op.rmv, "vjp") if use_transpose else (op.mv, "jvp")
     xp = op.xp
+    users = _caller_errstate()
     steps = min(max_steps, op.in_space.size)
     basis = [_random_unit(op.in_space, seed)]
     H = np.zeros((steps + 1, steps))
     previous, converged, settled, rho, ritz = None, False, False, 0.0, np.zeros(0)
     k = 0
-    for k in range(steps):
-        w = apply(basis[-1])
-        coefficients = np.zeros(len(basis))
-        for _ in range(2):
-            h = _backend.to_numpy(xp.stack([_backend.vdot(xp, v, w) for v in basis]))
-            for hi, v in zip(h, basis):
-                w = w - float(hi) * v
-            coefficients += h
-        H[: k + 1, k] = coefficients
-        w_norm = _backend.to_float(_backend.norm(xp, w))
-        H[k + 1, k] = w_norm
-        ritz = np.linalg.eigvals(H[: k + 1, : k + 1])
-        rho = float(np.max(np.abs(ritz)))
-        invariant = w_norm <= 1e-12 * max(1.0, float(np.abs(coefficients).max(initial=0.0)))
-        # Two agreeing steps in a row: the outer Ritz values can pause before moving on.
-        agree = previous is not None and abs(rho - previous) <= rtol * max(rho, 1e-300)
-        converged = agree and settled
-        settled = agree
-        if invariant or converged:
-            converged = True
-            break
-        previous = rho
-        basis.append((1.0 / w_norm) * w)
+    with np.errstate(all="ignore"):
+        try:
+            for k in range(steps):
+                with users():
+                    w = apply(basis[-1])
+                w, coefficients = _orthogonalise(xp, w, basis, name)
+                w_norm = _norm(xp, w, name)
+                H[: k + 1, k] = coefficients
+                H[k + 1, k] = w_norm
+                ritz = np.linalg.eigvals(H[: k + 1, : k + 1])
+                rho = float(np.max(np.abs(ritz)))
+                # Relative to ||J v||, so that the test means the same for J and 1e-30 * J.
+                invariant = w_norm <= 1e-12 * math.hypot(float(np.linalg.norm(coefficients)), w_norm)
+                # Two agreeing steps in a row: the outer Ritz values can pause before moving on.
+                agree = previous is not None and abs(rho - previous) <= rtol * max(rho, 1e-300)
+                converged = agree and settled
+                settled = agree
+                if invariant or converged:
+                    converged = True
+                    break
+                previous = rho
+                basis.append(w / w_norm)
+        except _NonFinite as stop:
+            return _stopped(k, counter, stop.product, {"ritz_values": ()})
     return Estimate(rho, k + 1, counter.vjp, counter.jvp, converged, {"ritz_values": tuple(complex(z) for z in ritz)})

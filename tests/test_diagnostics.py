@@ -255,25 +255,28 @@ def test_analyze_reports_the_products_made():
 # ----------------------------------------------------------------------------- analyze
 @pytest.mark.parametrize(
     "kind, expected",
-    [("contractive", "contraction"), ("symmetric", "contraction"), ("nonnormal", "asymptotic"),
-     ("divergent", "divergent")],
+    [("contractive", "likely contraction"), ("symmetric", "likely contraction"), ("nonnormal", "likely asymptotic"),
+     ("divergent", "likely divergent")],
 )
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_analyze_classification(kind, expected, seed):
     p = make_problem(kind, (12,), seed)
     # The fixture guarantees what each kind is; the classification must agree with it.
-    assert (p.norm < 1) == (expected == "contraction")
-    assert (p.rho < 1) == (expected != "divergent")
+    assert (p.norm < 1) == (expected == "likely contraction")
+    assert (p.rho < 1) == (expected != "likely divergent")
     report = rbpsolve.analyze(p.operator(NP), NP.asarray(p.g))
-    assert report.contraction == expected
+    # No bound was declared: every verdict is an estimate, never "contraction".
+    assert report.contraction == expected and report.certified is False
     assert report.size == 12
     assert report.norm.value == pytest.approx(p.norm, rel=1e-3)
     assert report.spectral_radius.value == pytest.approx(p.rho, rel=1e-3)
     advice = {a.solver: a for a in report.advice}
     assert set(advice) == {"Neumann", "FixedPoint", "GMRES", "LSQR", "CGNE"}
-    assert advice["Neumann"].safe is advice["FixedPoint"].safe is (expected != "divergent")
+    assert advice["Neumann"].safe is advice["FixedPoint"].safe is False
+    assert advice["Neumann"].likely is advice["FixedPoint"].likely is (expected != "likely divergent")
+    assert not any(a.certain for a in report.advice)
     assert advice["GMRES"].safe and advice["LSQR"].safe and advice["CGNE"].safe
-    if expected == "divergent":
+    if expected == "likely divergent":
         assert advice["Neumann"].steps is None and advice["FixedPoint"].steps is None
     else:
         assert advice["FixedPoint"].steps == advice["Neumann"].steps + 1
@@ -283,14 +286,14 @@ def test_analyze_without_a_jvp_cannot_prove_a_contraction():
     p = make_problem("contractive", (12,), seed=0)
     report = rbpsolve.analyze(p.operator(NP, jvp=False))
     assert report.norm is None and report.condition is None
-    assert report.contraction == "asymptotic"  # rho < 1, ||J|| unknown
+    assert report.contraction == "likely asymptotic"  # rho < 1, ||J|| unknown
     advice = {a.solver: a for a in report.advice}
     assert advice["LSQR"].safe is False and advice["CGNE"].safe is False
     assert "needs a jvp" in advice["LSQR"].why
     assert "||J||_2   : not estimated (needs a jvp)" in str(report)
     # A declared bound below 1 proves it.
     declared = rbpsolve.analyze(p.operator(NP, jvp=False, norm_bound=p.norm))
-    assert declared.contraction == "contraction"
+    assert declared.contraction == "contraction" and declared.certified
 
 
 def test_str_of_report_has_the_key_lines():
@@ -301,17 +304,18 @@ def test_str_of_report_has_the_key_lines():
     assert lines[0] == "rbpsolve.analyze: J acts on 12 unknowns"
     assert f"||J||_2   ~ {report.norm.value:.6g}" in text
     assert f"rho(J)    ~ {report.spectral_radius.value:.6g}" in text
-    assert "J is a contraction: every solver converges" in text
+    assert "J is likely a contraction" in text and "J is a contraction" not in text
+    assert f"margin 1 - ||J||_est = {1 - report.norm.value:.3g}" in text
     assert f"cond(I - J) ~ {report.condition:.4g}" in text
     assert f"||g|| = {np.linalg.norm(p.g):.6g}" in text
     assert "solvers, for rtol = 1e-06:" in text
     for a in report.advice:
         line = next(ln for ln in lines if ln.strip().startswith(a.solver + " "))
-        assert ("safe" if a.safe else "UNSAFE") in line
-        assert f"steps ~ {a.steps:>6}" in line
+        assert ("safe" if a.safe else "likely" if a.likely else "UNSAFE") in line
+        assert f"steps ~  {a.steps:>6}" in line
     assert lines[-1] == f"  cost of this analysis: {report.num_vjp} VJPs, {report.num_jvp} JVPs"
     # The other verdicts.
-    for kind, verdict in (("nonnormal", "transient growth"), ("divergent", "FixedPoint and Neumann diverge")):
+    for kind, verdict in (("nonnormal", "transient growth"), ("divergent", "FixedPoint and Neumann likely diverge")):
         q = make_problem(kind, (12,), seed=1)
         assert verdict in str(rbpsolve.analyze(q.operator(NP)))
 
@@ -345,14 +349,14 @@ def test_declared_norm_bound_gives_the_rigorous_condition():
     q = p.norm  # the true norm, declared: the bounds must hold
     report = rbpsolve.analyze(p.operator(NP, norm_bound=q))
     assert report.declared_norm_bound == q
-    assert report.contraction == "contraction"
+    assert report.contraction == "contraction" and report.certified
     assert report.condition == pytest.approx((1 + q) / (1 - q), rel=1e-14)
     assert report.sigma_max == pytest.approx(1 + q) and report.sigma_min == pytest.approx(1 - q)
     # (1 + q) / (1 - q) bounds the true condition number of I - J.
     assert np.linalg.cond(np.eye(12) - p.J) <= report.condition * (1 + 1e-12)
     text = str(report)
-    assert f"declared ||J||_2 <= {q:.6g}" in text
-    assert f"cond(I - J) ~ {report.condition:.4g}" in text
+    assert f"||J||_2   <= {q:.6g}  (declared bound)" in text
+    assert f"cond(I - J) <= {report.condition:.4g}  (bound from the declared q" in text
     # The Neumann budget is then Proposition 2's: q^(K+1) <= rtol (or fewer, by rho).
     K = {a.solver: a for a in report.advice}["Neumann"].steps
     assert K <= rbpsolve.neumann_steps(report.rtol, q) + 1
