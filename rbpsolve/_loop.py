@@ -18,6 +18,7 @@ from . import _backend
 from ._operator import IdentityMinus, ProductCounter
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
+from ._error_estimate import krylov_estimate
 from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
 
 __all__ = ["iterate", "StepInfo", "CallbackError"]
@@ -210,6 +211,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         # The declared ||J|| <= q is false: every bound derived from it is void.
         error_bound = None
         info["norm_bound_contradicted"] = observed
+    estimate, reliable = _estimate(extra, residual_norm, status, history, linear, error_bound)
     return Result(
         x=x,
         status=status,
@@ -223,7 +225,45 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         solver=solver,
         info=info,
         residual_kind=kind,
+        error_estimate=estimate,
+        estimate_reliable=reliable,
     )
+
+
+def _estimate(extra, residual_norm, status, history, linear, error_bound):
+    """``(error_estimate, estimate_reliable)`` of the returned x (see :mod:`rbpsolve._error_estimate`)."""
+    if status in (Status.NONFINITE, Status.DIVERGED):
+        estimate, reliable = math.inf, False
+    elif "sigma_min" in extra:
+        estimate, reliable = krylov_estimate(residual_norm, extra["sigma_min"], extra["sigma_settled"])
+        # An unconverged Krylov space (a fixed budget, the step limit) has often not yet
+        # found A's smallest singular value: sigma_min(P) may be far above it.
+        reliable = reliable and status is Status.CONVERGED
+    elif "error_estimate" in extra:
+        estimate, reliable = extra["error_estimate"], extra["estimate_reliable"]
+    elif not linear:
+        estimate, reliable = _forward_estimate(history, status)
+    else:
+        estimate, reliable = math.inf, False
+    if error_bound is not None and error_bound < estimate:
+        # A rigorous bound below the estimate: the error is at most that.
+        estimate, reliable = error_bound, True
+    return estimate, reliable
+
+
+def _forward_estimate(history, status):
+    """The error of a forward iterate ``h_{k+1}`` from its residual norms ``||F(h_k) - h_k||``:
+    ``r_k q / (1 - q)`` with ``q`` the largest of the last few ratios of successive
+    residuals (for Picard, a contraction factor of F near the fixed point)."""
+    norms = [v for v in history[-5:] if math.isfinite(v)]
+    if status is Status.CONVERGED and norms and norms[-1] == 0.0:
+        return 0.0, True
+    ratios = [after / before for before, after in zip(norms, norms[1:]) if before > 0]
+    if not ratios or max(ratios) >= 1.0:
+        return math.inf, False
+    q = max(ratios)
+    steady = len(ratios) >= 2 and max(ratios) - min(ratios) <= 0.05 * q
+    return norms[-1] * q / (1.0 - q), steady
 
 
 def _diverging_series(solver, state, history, xp, dtype) -> bool:

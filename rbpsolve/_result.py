@@ -102,6 +102,21 @@ class Result:
     error_bound : float or None
         An upper bound on ``norm(x - x_exact)`` where theory gives one, that is where a
         bound ``q < 1`` on the norm of J is known (``JacobianOperator(norm_bound=q)``).
+    error_estimate : float
+        An estimate of ``norm(x - x_exact)``, on every result (``math.inf`` where the
+        solve gives nothing to estimate it from, e.g. a diverged series). Krylov solvers
+        (GMRES, LSQR, CGNE): ``residual_norm / sigma``, ``sigma`` the smallest singular
+        value of the small matrix their recurrence builds, never below ``sigma_min(A)``;
+        series (FixedPoint, Neumann, RandomizedNeumann): the tail of the series from the
+        observed contraction of its last terms; forward solves: the same from the
+        residual norms. Unlike ``error_bound`` it is not rigorous: see
+        ``estimate_reliable`` and :mod:`rbpsolve._error_estimate` for when it misleads.
+    estimate_reliable : bool or None
+        False where the estimate's own assumption visibly fails: the Krylov space's
+        smallest singular value was still falling at the end (it may not have seen
+        ``A``'s), or the series' terms did not contract at a steady rate (a transient of
+        a non-normal J). A reliable estimate can still be optimistic on strongly
+        non-normal J; an unreliable one is a hint, not a figure to act on.
     solver : object
         The settings of the solver that produced ``x``.
     info : dict
@@ -125,6 +140,8 @@ class Result:
     info: dict = dataclasses.field(default_factory=dict)
     attempts: tuple = ()
     residual_kind: str | None = None
+    error_estimate: float | None = None
+    estimate_reliable: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -145,6 +162,7 @@ class Result:
             f"num_jvp={self.num_jvp}",
             f"residual_norm={_fmt(self.residual_norm)}",
             f"error_bound={_fmt(self.error_bound)}",
+            f"error_estimate={_fmt(self.error_estimate)}",
             f"solver={self.solver!r}",
         ]
         if self.attempts:

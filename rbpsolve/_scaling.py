@@ -78,5 +78,6 @@ def unscale_result(result, k: int, xp):
         residual_norm=back(result.residual_norm),
         b_norm=back(result.b_norm),
         error_bound=back(result.error_bound),
+        error_estimate=back(result.error_estimate),
         info=info,
     )

@@ -80,3 +80,15 @@ def test_a_contraction_keeps_the_default_budget_and_its_gradient():
     exact = _exact_grad(W, c)
     # The truncation error of 21 terms at rho = 0.5: about 0.5^21 relative.
     assert float(torch.linalg.norm(b.grad - exact) / torch.linalg.norm(exact)) < 1e-4
+
+
+def test_diagnostics_show_the_backward_estimate():
+    W, b, c = _model(0.5)
+    h, diag = _solve(W, b, c, backward=rbpsolve.GMRES(rtol=1e-8))
+    assert diag.backward_error_estimate is None and "backward=not run" in repr(diag)
+    (c @ h).backward()
+    estimate = diag.backward_error_estimate
+    assert estimate == diag.backward.error_estimate and 0 < estimate < 1e-6
+    true = float(torch.linalg.norm(b.grad - _exact_grad(W, c)))  # dL/db = z here
+    assert true <= 10 * estimate
+    assert "error estimate" in repr(diag) and "CONVERGED" in repr(diag)

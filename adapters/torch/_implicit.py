@@ -31,8 +31,10 @@ class Diagnostics:
         ``info["num_evaluations"]`` counts calls of ``f`` without a graph.
     backward : rbpsolve.Result or None
         The adjoint solve ``(I - J^T) z = dL/dh*`` of the last backward pass through this
-        call (None before any); ``num_vjp`` and ``num_jvp`` are its products and
-        ``attempts`` the failed solvers of a fallback chain.
+        call (None before any); ``num_vjp`` and ``num_jvp`` are its products,
+        ``error_estimate`` an estimate of the adjoint's error (also
+        ``backward_error_estimate``, and in ``repr``) and ``attempts`` the failed solvers
+        of a fallback chain.
     jvp_mode : str or None
         How the backward's JVPs were made (``"double_backward"`` or ``"forward"``, after
         any fallback); None when the backward solver needed none.
@@ -48,6 +50,26 @@ class Diagnostics:
     @property
     def forward_history(self) -> tuple:
         return self.forward.history
+
+    @property
+    def backward_error_estimate(self) -> float | None:
+        """``Result.error_estimate`` of the last backward solve: an estimate of
+        ``||z - z*||`` for the adjoint ``z`` (None before any backward)."""
+        return None if self.backward is None else self.backward.error_estimate
+
+    def __repr__(self) -> str:
+        fwd = self.forward
+        parts = [f"forward={fwd.status.name} in {fwd.num_steps} steps"]
+        bwd = self.backward
+        if bwd is None:
+            parts.append("backward=not run")
+        else:
+            reliable = "" if bwd.estimate_reliable else ", unreliable"
+            parts.append(
+                f"backward={bwd.status.name} in {bwd.num_steps} steps, residual {bwd.residual_norm:.3g} "
+                f"({bwd.residual_kind}), error estimate {bwd.error_estimate:.3g}{reliable}"
+            )
+        return "Diagnostics(" + "; ".join(parts) + ")"
 
 
 def fixed_point(

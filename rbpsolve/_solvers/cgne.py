@@ -8,6 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
+from .._error_estimate import krylov_sigma_min, lanczos_sigma_min
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["CGNE"]
@@ -22,6 +23,9 @@ class _State(NamedTuple):
     r_norm: float
     anorm: float  # running lower estimate of ||A||
     lsq_rtol: float
+    steps: tuple = ()  # CG's step lengths alpha_j (host), for the Lanczos matrix of A^T A
+    ratios: tuple = ()  # beta_j = gamma_{j+1} / gamma_j
+    sigma_min: float = math.inf  # from the CG runs before a restart
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,7 +79,8 @@ class CGNE(AbstractSolver):
 
     def restart(self, a, b, state, x, r):
         # The recurrence for r drifted from b - A x: start CG again from the true residual.
-        return self._begin(a, x, r, state.anorm, state.lsq_rtol)
+        sigma, _ = self._sigma(state)
+        return self._begin(a, x, r, state.anorm, state.lsq_rtol)._replace(sigma_min=sigma)
 
     def _begin(self, a, x, r, anorm, lsq):
         xp = a.xp
@@ -105,13 +110,27 @@ class CGNE(AbstractSolver):
         # (float32 with a tiny direction), which would otherwise divide by zero.
         anorm = max(state.anorm, math.sqrt(delta / p_norm2)) if p_norm2 > 0 else state.anorm
         least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
-        return _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol), StepReport(r_norm, least_squares=least_squares)
+        new = _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol, state.steps + (alpha,),
+                     state.ratios + (gamma / state.gamma,), state.sigma_min)
+        return new, StepReport(r_norm, least_squares=least_squares)
 
     def solution(self, a, b, state):
         return state.x
 
+    @staticmethod
+    def _sigma(state) -> tuple[float, bool]:
+        """sqrt(lambda_min) of CG's Lanczos matrix of A^T A (>= sigma_min(A)), and whether it settled."""
+        st, ra = state.steps, state.ratios
+        sigma, settled = krylov_sigma_min([lanczos_sigma_min(st[:-1], ra[:-1]), lanczos_sigma_min(st, ra)] if st else [])
+        if not sigma < state.sigma_min:
+            return state.sigma_min, False
+        return sigma, settled
+
     def finish(self, a, b, state):
+        sigma, settled = self._sigma(state)
         return {
+            "sigma_min": sigma,
+            "sigma_settled": settled,
             "residual_norm": state.r_norm,
             "error_bound": krylov_error_bound(a, state.r_norm),
             "info": {"anorm": state.anorm, "arnorm": math.sqrt(state.gamma)},

@@ -12,6 +12,7 @@ import scipy.linalg
 from .. import _backend
 from .._verify import true_residual
 from ._base import AbstractSolver, StepReport
+from .._error_estimate import krylov_sigma_min, triangular_sigma_min
 from ._common import krylov_error_bound
 
 __all__ = ["GMRES"]
@@ -32,6 +33,8 @@ class _State(NamedTuple):
     rhs: tuple  # rotated beta * e_1 (host float64)
     estimate: float  # |rhs[-1]|: the residual of the cycle's best iterate
     tol: float  # the loop's tolerance, to decide when to verify the true residual
+    sigma_min: float = math.inf  # smallest sigma_min(H_bar) of the finished cycles (>= sigma_min(A))
+    settled: bool = False  # whether that cycle's sigma_min had stopped falling
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,6 +83,18 @@ class GMRES(AbstractSolver):
         else:
             x, r = x0, b - a.mv(x0)
         return _State(x, r, None, None, 0, (), (), (), (), math.inf, tol)
+
+    @staticmethod
+    def _cycle_sigma(state) -> tuple[float, bool]:
+        """sigma_min of this cycle's H_bar (so far), combined with the earlier cycles'."""
+        if not state.hessenberg:
+            return state.sigma_min, state.settled
+        sigma, settled = krylov_sigma_min(
+            [triangular_sigma_min(state.hessenberg[:-1]), triangular_sigma_min(state.hessenberg)]
+        )
+        if sigma < state.sigma_min:
+            return sigma, settled
+        return state.sigma_min, state.settled
 
     def step(self, a, b, state):
         xp = a.xp
@@ -146,7 +161,8 @@ class GMRES(AbstractSolver):
             # After a lucky breakdown (an invariant Krylov space) whose true residual still
             # misses the tolerance, rounding is what is left: restart from the better x. A
             # singular A shows up instead as a zero column (`denom == 0` above).
-            restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol)
+            sigma, settled = self._cycle_sigma(state)
+            restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol, sigma, settled)
             return restarted, StepReport(r_norm, verified=True, floor=floor)
         return state, StepReport(estimate)
 
@@ -170,7 +186,10 @@ class GMRES(AbstractSolver):
 
     def finish(self, a, b, state):
         residual = state.r_norm if not state.hessenberg else state.estimate
+        sigma, settled = self._cycle_sigma(state)
         return {
+            "sigma_min": sigma,
+            "sigma_settled": settled,
             "residual_norm": residual,
             "error_bound": krylov_error_bound(a, residual),
             "residual_kind": "recurrence" if state.hessenberg else "verified",

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
+from .._error_estimate import bidiagonal_sigma_min, krylov_sigma_min
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["LSQR"]
@@ -26,6 +27,9 @@ class _State(NamedTuple):
     ddnorm: float
     arnorm: float
     lsq_rtol: float
+    diagonal: tuple = ()  # alpha_1..alpha_k of the bidiagonal B_k (host)
+    subdiagonal: tuple = ()  # beta_2..beta_{k+1}
+    sigma_min: float = math.inf  # from bidiagonalisations before a restart
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,7 +83,8 @@ class LSQR(AbstractSolver):
     def restart(self, a, b, state, x, r):
         # The recurrence's phibar drifted below the true residual: bidiagonalise again
         # from b - A x (the estimates anorm and ddnorm start afresh).
-        return self._begin(a, x, r, state.lsq_rtol)
+        sigma, _ = self._sigma(state)
+        return self._begin(a, x, r, state.lsq_rtol)._replace(sigma_min=sigma)
 
     def _begin(self, a, x, u, lsq):
         xp = a.xp
@@ -121,12 +126,24 @@ class LSQR(AbstractSolver):
         w = v - (theta / rho) * state.w
         ddnorm = state.ddnorm + (w_norm / rho) ** 2
         arnorm = alpha * abs(s * phi)
-        new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol)
+        new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol,
+                     state.diagonal + (state.alpha,), state.subdiagonal + (beta,), state.sigma_min)
         least_squares = not self.fixed_budget and anorm > 0 and arnorm <= state.lsq_rtol * anorm * phibar
         return new, StepReport(phibar, least_squares=least_squares)
 
     def solution(self, a, b, state):
         return state.x
+
+    @staticmethod
+    def _sigma(state) -> tuple[float, bool]:
+        """sigma_min of B_k (>= sigma_min(A): A V_k = U_{k+1} B_k), and whether it settled."""
+        d, e = state.diagonal, state.subdiagonal
+        sigma, settled = krylov_sigma_min(
+            [bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else []
+        )
+        if not sigma < state.sigma_min:
+            return state.sigma_min, False
+        return sigma, settled
 
     def finish(self, a, b, state):
         xnorm = _backend.to_float(_backend.norm(a.xp, state.x))
@@ -136,7 +153,10 @@ class LSQR(AbstractSolver):
             "arnorm": state.arnorm,
             "xnorm": xnorm,
         }
+        sigma, settled = self._sigma(state)
         return {
+            "sigma_min": sigma,
+            "sigma_settled": settled,
             "residual_norm": state.phibar,
             "error_bound": krylov_error_bound(a, state.phibar),
             "info": info,

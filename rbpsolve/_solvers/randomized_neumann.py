@@ -9,6 +9,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _backend
+from .._error_estimate import series_estimate
 from .._operator import iteration_operator
 from ._base import AbstractSolver, StepReport
 
@@ -22,6 +23,9 @@ class _State(NamedTuple):
     length: int  # the number of products to spend, min(drawn, max_steps)
     drawn: int  # K0 + L as drawn
     r0_norm: float  # norm(b - A x0), the start of the term norms the loop judges
+    unweighted: Any = None  # the plain partial sum, for the error estimate
+    previous: Any = None  # the term before `term`
+    recent: tuple = ()  # the norms of the last few (unweighted) terms
 
 
 def check_continue_prob(alpha) -> None:
@@ -165,7 +169,7 @@ class RandomizedNeumann(AbstractSolver):
         start = r0 + 0.0 if x0 is None else x0 + r0
         drawn = self.draw()
         r0_norm = _backend.to_float(_backend.norm(a.xp, r0))
-        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, r0_norm)
+        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, r0_norm, start, None, (r0_norm,))
 
     def step(self, a, b, state):
         if state.length == 0:
@@ -176,7 +180,9 @@ class RandomizedNeumann(AbstractSolver):
         term = iteration_operator(a).mv(state.term)
         term_norm = _backend.to_float(_backend.norm(a.xp, term))
         weight = 1.0 if t <= self.min_steps else float(self.continue_prob) ** -(t - self.min_steps)
-        new = state._replace(partial_sum=state.partial_sum + weight * term, term=term, steps=t)
+        new = state._replace(partial_sum=state.partial_sum + weight * term, term=term, steps=t,
+                             unweighted=state.unweighted + term, previous=state.term,
+                             recent=(state.recent + (term_norm,))[-4:])
         return new, StepReport(term_norm, done=t >= state.length)
 
     def solution(self, a, b, state):
@@ -187,10 +193,19 @@ class RandomizedNeumann(AbstractSolver):
         return None if state.length == 0 else state.r0_norm
 
     def finish(self, a, b, state):
+        # x - x* = (x - S) + (S - x*) with S the unweighted partial sum: the first part is
+        # known exactly, the second is the tail of the series (as in Neumann).
+        xp = a.xp
+        estimate = series_estimate(xp, state.term, state.previous, state.recent)
+        factor = estimate.pop("observed_factor", None)
+        weighting = _backend.to_float(_backend.norm(xp, state.partial_sum - state.unweighted))
+        estimate["error_estimate"] = estimate["error_estimate"] + weighting
         return {
             "info": {
                 "drawn_steps": state.drawn,
                 "capped": state.drawn > self.max_steps,
                 "continue_prob": float(self.continue_prob),
-            }
+                "observed_factor": factor,
+            },
+            **estimate,
         }
