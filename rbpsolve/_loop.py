@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from . import _backend
 from ._operator import IdentityMinus, ProductCounter
+from ._precision import default_rtol, finite_cast, is_low_precision, product_eps, promote, promote_map
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
 from ._error_estimate import krylov_estimate
@@ -70,6 +71,8 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
     under- or overflow (:mod:`rbpsolve._scaling`).
     """
     xp = a.xp
+    if is_low_precision(xp, a.in_space.dtype):
+        return _iterate_low_precision(solver, a, b, x0, callback)
     if b is None:
         x0 = None if x0 is None else xp.asarray(x0, copy=True)
         return _iterate(solver, a, None, x0, callback, float(solver.atol))
@@ -89,12 +92,30 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
     return result
 
 
+def _iterate_low_precision(solver, a, b, x0, callback) -> Result:
+    """float16/bfloat16: the solve runs on float32 copies (:mod:`rbpsolve._precision`)."""
+    xp, low = a.xp, a.in_space.dtype
+    if b is None:
+        promoted, b32 = promote_map(a), None
+    else:
+        promoted, b32 = promote(a), xp.astype(b, xp.float32)
+    x032 = None if x0 is None else xp.astype(x0, xp.float32)
+    result = iterate(solver, promoted, b32, x032, callback=callback)
+    x, finite = finite_cast(xp, result.x, low)
+    status = result.status
+    if status.ok and not finite:
+        status = Status.NONFINITE  # float16 overflows past 65504
+    return dataclasses.replace(result, x=x, status=status)
+
+
 def _iterate(solver, a, b, x0, callback, atol) -> Result:
     counter = ProductCounter()
     a = a.with_counter(counter)
     xp = a.xp
+    eps = product_eps(a)
+    rtol = default_rtol(eps) if solver.rtol is None else solver.rtol
     b_norm = None if b is None else _backend.to_float(_backend.norm(xp, b))
-    tol = atol if b_norm is None else max(solver.rtol * b_norm, atol)
+    tol = atol if b_norm is None else max(rtol * b_norm, atol)
     linear = b is not None
     verify = getattr(solver, "verify", None)
 
@@ -124,7 +145,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         if residual < best_residual:
             best_residual = residual
             best_state = previous if solver.residual_lags else state
-        step_tol = tol if report.scale is None else max(solver.rtol * float(report.scale), atol)
+        step_tol = tol if report.scale is None else max(rtol * float(report.scale), atol)
         if residual <= step_tol:
             if not linear or verify is False or report.verified:
                 status = Status.CONVERGED
@@ -180,7 +201,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     else:
         status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 
-    if status is Status.BUDGET_SPENT and _diverging_series(solver, state, history, xp, a.in_space.dtype):
+    if status is Status.BUDGET_SPENT and _diverging_series(solver, state, history, eps):
         status = Status.DIVERGED
 
     # Failures hand back the best iterate seen, not the one that blew up.
@@ -212,6 +233,10 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         error_bound = None
         info["norm_bound_contradicted"] = observed
     estimate, reliable = _estimate(extra, residual_norm, status, history, linear, error_bound)
+    if math.isfinite(estimate):
+        # Rounding: no product of precision eps resolves x better than about eps * ||x||
+        # (the figures above see only the truncation; this term matters in float16/bfloat16).
+        estimate += eps * _backend.to_float(_backend.norm(xp, x))
     return Result(
         x=x,
         status=status,
@@ -266,7 +291,7 @@ def _forward_estimate(history, status):
     return norms[-1] * q / (1.0 - q), steady
 
 
-def _diverging_series(solver, state, history, xp, dtype) -> bool:
+def _diverging_series(solver, state, history, eps) -> bool:
     """A fixed budget of a series solver whose terms say it was not converging.
 
     ``divergence_factor = math.inf`` switches this off, as it does the running check:
@@ -276,7 +301,7 @@ def _diverging_series(solver, state, history, xp, dtype) -> bool:
         return False
     start = solver.start_residual(state)
     norms = ([start] if start is not None else []) + list(history)
-    return series_not_converging(norms, float(xp.finfo(dtype).eps))
+    return series_not_converging(norms, eps)
 
 
 def _contradicted_norm_bound(solver, a, state, history):
@@ -295,7 +320,7 @@ def _contradicted_norm_bound(solver, a, state, history):
     norms = [v for v in ([start] if start is not None else []) + list(history) if math.isfinite(v)]
     # Updates near the rounding level (FixedPoint's x_{k+1} - x_k cancels) carry no
     # information about ||J||: only terms well above it count.
-    floor = 1e4 * float(a.xp.finfo(a.in_space.dtype).eps) * max(norms, default=0.0)
+    floor = 1e4 * product_eps(a) * max(norms, default=0.0)
     ratios = [after / before for before, after in zip(norms, norms[1:]) if before > floor and after > floor]
     worst = max(ratios, default=0.0)
     return worst if worst > q * (1.0 + 1e-3) + 1e-12 else None

@@ -7,6 +7,7 @@ import math
 
 from . import _backend
 from ._operator import IdentityMinus
+from ._precision import product_eps
 
 __all__ = ["true_residual", "series_not_converging", "FLOOR_FACTOR", "LIMIT_FACTOR"]
 
@@ -32,7 +33,8 @@ def true_residual(a, b, x):
     if isinstance(a, IdentityMinus):
         scalars.append(_backend.norm(xp, x))
     values = _backend.to_floats(xp, *scalars)
-    eps = float(xp.finfo(b.dtype).eps)
+    # The products' precision, which is coarser than b's where they run in float16/bfloat16.
+    eps = max(float(xp.finfo(b.dtype).eps), product_eps(a))
     floor = FLOOR_FACTOR * eps * sum(values[1:])
     return r, values[0], floor
 

@@ -21,6 +21,7 @@ class AbstractForwardSolver:
     max_steps : int
         The most evaluations of ``F`` (one per step).
     rtol, atol : float
+        ``rtol=None`` (the default) is ``1e-5``, or ``16 eps`` for float16/bfloat16 maps.
         Stop at the first iterate with ``norm(F(h_k) - h_k) <= max(rtol * norm(F(h_k)), atol)``,
         the same test in every forward solver. ``rtol = atol = 0`` asks for exactly
         ``max_steps`` steps (a fixed budget, ``Status.BUDGET_SPENT``) unless an iterate is
@@ -38,7 +39,7 @@ class AbstractForwardSolver:
     """
 
     max_steps: int = 1000
-    rtol: float = 1e-5
+    rtol: float | None = None
     atol: float = 0.0
     divergence_factor: float = 1e4
 
@@ -99,7 +100,10 @@ class Map:
         return self.in_space.shape
 
     def with_counter(self, counter):
-        return Map(self._F, self.in_space)
+        fresh = Map(self._F, self.in_space)
+        if hasattr(self, "product_eps"):
+            fresh.product_eps = self.product_eps
+        return fresh
 
     def __call__(self, h):
         self.evaluations += 1

@@ -53,7 +53,9 @@ class AbstractSolver:
         The most iterations; each costs at least one operator product.
     rtol, atol : float
         Stop when ``norm(b - A x) <= max(rtol * norm(b), atol)``, the same test in every
-        solver (which residual each one can see is in its Notes). ``rtol = atol = 0``
+        solver (which residual each one can see is in its Notes). ``rtol=None`` (the
+        default) follows the dtype: ``1e-5``, or ``16 eps`` of float16/bfloat16 products
+        (1.6e-2 and 0.125), which cannot certify less. ``rtol = atol = 0``
         asks for exactly ``max_steps`` steps: a fixed budget, reported as
         ``Status.BUDGET_SPENT``; only an exactly zero residual ends it sooner (as
         ``CONVERGED``: every further step would change nothing). ``b = 0`` returns
@@ -69,7 +71,7 @@ class AbstractSolver:
     """
 
     max_steps: int = 1000
-    rtol: float = 1e-5
+    rtol: float | None = None
     atol: float = 0.0
     verify: bool | None = None
 
@@ -130,7 +132,10 @@ def check_settings(solver) -> None:
     if solver.max_steps < 1:
         raise ValueError(f"max_steps must be at least 1; got {solver.max_steps}")
     for name in ("rtol", "atol"):
-        check_real(getattr(solver, name), name, minimum=0.0)
+        value = getattr(solver, name)
+        if name == "rtol" and value is None:
+            continue  # the dtype's default, decided at solve time
+        check_real(value, name, minimum=0.0)
     if hasattr(solver, "divergence_factor"):
         factor = solver.divergence_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)):
