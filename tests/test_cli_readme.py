@@ -56,9 +56,10 @@ def test_compare_prints_every_solver_converging(capsys):
         name, status = cells[0], cells[1]
         expected = "BUDGET_SPENT" if name.startswith("Neumann, K=") else "CONVERGED"
         assert status == expected, row
-        true_error, bound = float(cells[8]), cells[7]
+        true_error, bound, estimate = float(cells[9]), cells[7], float(cells[8].split()[0])
         if bound != "-":
             assert true_error <= float(bound), row
+        assert true_error <= 10 * estimate, row  # the estimate column is printed and honest here
         if status == "CONVERGED":
             assert float(cells[6]) <= 1e-8 * 1.01, row  # relative residual within rtol
 
