@@ -97,6 +97,23 @@ def lanczos_sigma_min(steps, ratios) -> float:
     return math.sqrt(smallest) if smallest > 0 else (0.0 if smallest <= 0 else math.nan)
 
 
+def push(chain, pair):
+    """``chain`` with ``pair`` appended, in O(1): a persistent list of nested tuples, so
+    that an immutable solver state can carry all of a recurrence's coefficients without
+    copying them at every step."""
+    return (pair, chain)
+
+
+def unroll(chain) -> tuple[list, list]:
+    """The two coefficient sequences of a :func:`push` chain, oldest first."""
+    firsts, seconds = [], []
+    while chain:
+        (a, b), chain = chain
+        firsts.append(a)
+        seconds.append(b)
+    return firsts[::-1], seconds[::-1]
+
+
 def krylov_sigma_min(history_of_sigma) -> tuple[float, bool]:
     """``(sigma, settled)`` from the running smallest Ritz singular values, one a step."""
     values = [s for s in history_of_sigma if math.isfinite(s)]

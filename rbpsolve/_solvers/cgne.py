@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import krylov_sigma_min, lanczos_sigma_min
+from .._error_estimate import krylov_sigma_min, lanczos_sigma_min, push, unroll
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["CGNE"]
@@ -23,8 +23,9 @@ class _State(NamedTuple):
     r_norm: float
     anorm: float  # running lower estimate of ||A||
     lsq_rtol: float
-    steps: tuple = ()  # CG's step lengths alpha_j (host), for the Lanczos matrix of A^T A
-    ratios: tuple = ()  # beta_j = gamma_{j+1} / gamma_j
+    # CG's step lengths alpha_j and ratios beta_j = gamma_{j+1} / gamma_j (host), for the
+    # Lanczos matrix of A^T A: a chain of pairs (see _error_estimate.push)
+    coefficients: tuple = ()
     sigma_min: float = math.inf  # from the CG runs before a restart
 
 
@@ -110,8 +111,8 @@ class CGNE(AbstractSolver):
         # (float32 with a tiny direction), which would otherwise divide by zero.
         anorm = max(state.anorm, math.sqrt(delta / p_norm2)) if p_norm2 > 0 else state.anorm
         least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
-        new = _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol, state.steps + (alpha,),
-                     state.ratios + (gamma / state.gamma,), state.sigma_min)
+        new = _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol,
+                     push(state.coefficients, (alpha, gamma / state.gamma)), state.sigma_min)
         return new, StepReport(r_norm, least_squares=least_squares)
 
     def solution(self, a, b, state):
@@ -120,7 +121,7 @@ class CGNE(AbstractSolver):
     @staticmethod
     def _sigma(state) -> tuple[float, bool]:
         """sqrt(lambda_min) of CG's Lanczos matrix of A^T A (>= sigma_min(A)), and whether it settled."""
-        st, ra = state.steps, state.ratios
+        st, ra = unroll(state.coefficients)
         sigma, settled = krylov_sigma_min([lanczos_sigma_min(st[:-1], ra[:-1]), lanczos_sigma_min(st, ra)] if st else [])
         if not sigma < state.sigma_min:
             return state.sigma_min, False

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import bidiagonal_sigma_min, krylov_sigma_min
+from .._error_estimate import bidiagonal_sigma_min, krylov_sigma_min, push, unroll
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["LSQR"]
@@ -27,8 +27,8 @@ class _State(NamedTuple):
     ddnorm: float
     arnorm: float
     lsq_rtol: float
-    diagonal: tuple = ()  # alpha_1..alpha_k of the bidiagonal B_k (host)
-    subdiagonal: tuple = ()  # beta_2..beta_{k+1}
+    # (alpha_k, beta_{k+1}) of the bidiagonal B_k, a chain of pairs (see _error_estimate.push)
+    coefficients: tuple = ()
     sigma_min: float = math.inf  # from bidiagonalisations before a restart
 
 
@@ -127,7 +127,7 @@ class LSQR(AbstractSolver):
         ddnorm = state.ddnorm + (w_norm / rho) ** 2
         arnorm = alpha * abs(s * phi)
         new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol,
-                     state.diagonal + (state.alpha,), state.subdiagonal + (beta,), state.sigma_min)
+                     push(state.coefficients, (state.alpha, beta)), state.sigma_min)
         least_squares = not self.fixed_budget and anorm > 0 and arnorm <= state.lsq_rtol * anorm * phibar
         return new, StepReport(phibar, least_squares=least_squares)
 
@@ -137,7 +137,7 @@ class LSQR(AbstractSolver):
     @staticmethod
     def _sigma(state) -> tuple[float, bool]:
         """sigma_min of B_k (>= sigma_min(A): A V_k = U_{k+1} B_k), and whether it settled."""
-        d, e = state.diagonal, state.subdiagonal
+        d, e = unroll(state.coefficients)
         sigma, settled = krylov_sigma_min(
             [bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else []
         )
