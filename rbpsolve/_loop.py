@@ -82,7 +82,8 @@ def iterate(solver, a, b, x0, *, callback=None) -> Result:
         # b = 0: x = 0 solves it exactly (the minimum-norm answer for LSQR and CGNE too),
         # and a relative tolerance would otherwise ask for an exactly zero residual.
         zero = xp.zeros(a.in_shape, dtype=b.dtype, device=a.device)
-        return Result(zero, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver, residual_kind="verified")
+        return Result(zero, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver, residual_kind="verified",
+                      error_estimate=0.0, estimate_reliable=True)
     b = xp.asarray(b, copy=True) if k == 0 else scale_array(xp, b, -k)
     if x0 is not None:
         x0 = xp.asarray(x0, copy=True) if k == 0 else scale_array(xp, x0, -k)

@@ -121,3 +121,9 @@ def test_the_estimate_scales_with_g():
         small = rbpsolve.solve_adjoint(J, 1e-200 * g, solver)
         unit = rbpsolve.solve_adjoint(J, g, solver)
         assert small.error_estimate == pytest.approx(1e-200 * unit.error_estimate, rel=1e-6)
+
+
+def test_a_zero_right_hand_side_is_exact():
+    J = rbpsolve.JacobianOperator(lambda u: 0.5 * u, like=np.zeros(3))
+    res = rbpsolve.solve_adjoint(J, np.zeros(3), rbpsolve.GMRES())
+    assert res.error_estimate == 0.0 and res.estimate_reliable and res.num_vjp == 0
