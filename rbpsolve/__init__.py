@@ -9,16 +9,9 @@ from ._bounds import contraction_bound, neumann_bound, neumann_steps
 from ._estimates import Estimate, estimate_norm, estimate_singular_values, estimate_spectral_radius
 from ._forward import AbstractForwardSolver, Anderson, Picard, fixed_point
 from ._loop import CallbackError, StepInfo
-from ._operator import (
-    FunctionOperator,
-    Identity,
-    IdentityMinus,
-    JacobianOperator,
-    MatrixOperator,
-    Operator,
-    aslinearoperator,
-    dottest,
-)
+from ._algebra import IdentityMinus
+from ._interop import aslinearoperator, dottest
+from ._operator import FunctionOperator, Identity, JacobianOperator, MatrixOperator, Operator
 from ._result import Result, SolveError, Status
 from ._solve import Fallback, solve, solve_adjoint
 from ._solvers import CGNE, GMRES, LSQR, AbstractSolver, FixedPoint, Neumann, RandomizedNeumann

@@ -17,7 +17,8 @@ import numbers
 import numpy as np
 
 from . import _backend
-from ._operator import Operator, ProductCounter
+from ._operator import Operator
+from ._space import ProductCounter
 
 __all__ = ["Estimate", "estimate_norm", "estimate_singular_values", "estimate_spectral_radius"]
 

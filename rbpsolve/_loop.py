@@ -15,7 +15,8 @@ import math
 from typing import Any, Callable
 
 from . import _backend
-from ._operator import IdentityMinus, ProductCounter
+from ._algebra import IdentityMinus
+from ._space import ProductCounter
 from ._precision import default_rtol, finite_cast, is_low_precision, product_eps, promote, promote_map
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result

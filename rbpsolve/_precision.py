@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._operator import IdentityMinus, Operator, _Space
+from ._algebra import IdentityMinus
+from ._operator import Operator
+from ._space import _Space
 
 __all__ = ["is_low_precision", "promote", "product_eps", "default_rtol", "Promoted", "DEFAULT_RTOL"]
 

@@ -8,7 +8,10 @@ from typing import Callable
 
 from . import _backend
 from ._loop import iterate
-from ._operator import IdentityMinus, Operator, ProductCounter, Transpose, aslinearoperator, check_not_matrix
+from ._algebra import IdentityMinus, Transpose
+from ._interop import aslinearoperator
+from ._operator import Operator
+from ._space import ProductCounter, check_not_matrix
 from ._result import Result, SolveError, Status
 from ._forward._base import AbstractForwardSolver
 from ._solvers._base import AbstractSolver

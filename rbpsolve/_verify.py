@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from . import _backend
-from ._operator import IdentityMinus
+from ._algebra import IdentityMinus
 from ._precision import product_eps
 
 __all__ = ["true_residual", "series_not_converging", "FLOOR_FACTOR", "LIMIT_FACTOR"]

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from .. import _backend
-from .._operator import _Space
+from .._space import _Space
 from .._solvers._base import check_settings
 
 __all__ = ["AbstractForwardSolver"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .._operator import _Space
+from .._space import _Space
 from .._result import Result
 from ._base import AbstractForwardSolver, Map
 

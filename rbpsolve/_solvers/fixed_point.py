@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 from .. import _backend
 from .._bounds import contraction_bound
 from .._error_estimate import series_estimate
-from .._operator import iteration_operator
+from .._algebra import iteration_operator
 from ._base import AbstractSolver, StepReport
 
 __all__ = ["FixedPoint"]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from .._error_estimate import series_estimate
-from .._operator import iteration_operator
+from .._algebra import iteration_operator
 from ._base import AbstractSolver, StepReport
 from .fixed_point import certificate
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _backend
 from .._error_estimate import series_estimate
-from .._operator import iteration_operator
+from .._algebra import iteration_operator
 from ._base import AbstractSolver, StepReport
 
 __all__ = ["RandomizedNeumann"]

@@ -1,0 +1,214 @@
+"""The algebra of operators: ``A.T``, ``c A``, ``A + B``, ``A @ B`` and ``I - M``."""
+
+from __future__ import annotations
+
+import math
+
+from . import _backend
+from ._operator import Operator
+from ._space import _Space
+
+__all__ = ["Transpose", "Scaled", "Sum", "Composed", "IdentityMinus", "iteration_operator"]
+
+
+def _require_same(a: _Space, b: _Space, left: str, right: str):
+    if a.xp is not b.xp:
+        raise TypeError(
+            f"{left} uses {_backend.describe_namespace(a.xp)} arrays but {right} uses "
+            f"{_backend.describe_namespace(b.xp)}; build both from arrays of one library"
+        )
+    if a.shape != b.shape:
+        raise ValueError(f"{left} acts on arrays of shape {a.shape} but {right} on shape {b.shape}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{left} works in {a.dtype} but {right} in {b.dtype}; build both with one dtype")
+    if str(a.device) != str(b.device):
+        raise ValueError(f"{left} lives on device {a.device} but {right} on {b.device}; move one of them")
+
+
+class Transpose(Operator):
+    """``A^T``: swaps ``mv`` and ``rmv``."""
+
+    def __init__(self, op: Operator):
+        self.op = op
+        self.in_space = op.out_space
+        self.out_space = op.in_space
+
+    @property
+    def T(self):
+        return self.op
+
+    @property
+    def has_mv(self):
+        return self.op.has_rmv
+
+    @property
+    def has_rmv(self):
+        return self.op.has_mv
+
+    @property
+    def norm_bound(self):
+        return self.op.norm_bound
+
+    def mv(self, x):
+        return self.op.rmv(x)
+
+    def rmv(self, y):
+        return self.op.mv(y)
+
+    def with_counter(self, counter):
+        return Transpose(self.op.with_counter(counter))
+
+
+class Scaled(Operator):
+    """``c A`` for a real scalar ``c``."""
+
+    def __init__(self, scale: float, op: Operator):
+        if not math.isfinite(scale):
+            raise ValueError(f"the scale of an operator must be finite; got {scale}")
+        self.scale = float(scale)
+        self.op = op
+        self.in_space = op.in_space
+        self.out_space = op.out_space
+
+    @property
+    def has_mv(self):
+        return self.op.has_mv
+
+    @property
+    def has_rmv(self):
+        return self.op.has_rmv
+
+    @property
+    def norm_bound(self):
+        q = self.op.norm_bound
+        return None if q is None else abs(self.scale) * q
+
+    def mv(self, x):
+        return self.scale * self.op.mv(x)
+
+    def rmv(self, y):
+        return self.scale * self.op.rmv(y)
+
+    def with_counter(self, counter):
+        return Scaled(self.scale, self.op.with_counter(counter))
+
+
+class Sum(Operator):
+    """``A + B``."""
+
+    def __init__(self, a: Operator, b: Operator):
+        _require_same(a.in_space, b.in_space, "the left operand", "the right operand")
+        _require_same(a.out_space, b.out_space, "the left operand", "the right operand")
+        self.a, self.b = a, b
+        self.in_space = a.in_space
+        self.out_space = a.out_space
+
+    @property
+    def has_mv(self):
+        return self.a.has_mv and self.b.has_mv
+
+    @property
+    def has_rmv(self):
+        return self.a.has_rmv and self.b.has_rmv
+
+    @property
+    def norm_bound(self):
+        qa, qb = self.a.norm_bound, self.b.norm_bound
+        return None if qa is None or qb is None else qa + qb
+
+    def mv(self, x):
+        return self.a.mv(x) + self.b.mv(x)
+
+    def rmv(self, y):
+        return self.a.rmv(y) + self.b.rmv(y)
+
+    def with_counter(self, counter):
+        return Sum(self.a.with_counter(counter), self.b.with_counter(counter))
+
+
+class Composed(Operator):
+    """``A @ B``: first ``B``, then ``A``."""
+
+    def __init__(self, a: Operator, b: Operator):
+        _require_same(a.in_space, b.out_space, "the left factor's input", "the right factor's output")
+        self.a, self.b = a, b
+        self.in_space = b.in_space
+        self.out_space = a.out_space
+
+    @property
+    def has_mv(self):
+        return self.a.has_mv and self.b.has_mv
+
+    @property
+    def has_rmv(self):
+        return self.a.has_rmv and self.b.has_rmv
+
+    @property
+    def norm_bound(self):
+        qa, qb = self.a.norm_bound, self.b.norm_bound
+        return None if qa is None or qb is None else qa * qb
+
+    def mv(self, x):
+        return self.a.mv(self.b.mv(x))
+
+    def rmv(self, y):
+        return self.b.rmv(self.a.rmv(y))
+
+    def with_counter(self, counter):
+        return Composed(self.a.with_counter(counter), self.b.with_counter(counter))
+
+
+class IdentityMinus(Operator):
+    """``I - M`` for a square ``M``; ``solve_adjoint`` solves with ``IdentityMinus(J.T)``.
+
+    FixedPoint and Neumann recognise this form and iterate with ``M`` directly, which
+    avoids the cancellation of computing ``x - (x - M x)``.
+    """
+
+    def __init__(self, op: Operator):
+        if not op.is_square:
+            raise ValueError(
+                f"I - M needs a square M; this one maps shape {op.in_shape} to {op.out_shape}"
+            )
+        self.op = op
+        self.in_space = op.in_space
+        self.out_space = op.out_space
+
+    @property
+    def T(self):
+        return IdentityMinus(Transpose(self.op))
+
+    @property
+    def has_mv(self):
+        return self.op.has_mv
+
+    @property
+    def has_rmv(self):
+        return self.op.has_rmv
+
+    @property
+    def norm_bound(self):
+        q = self.op.norm_bound
+        return None if q is None else 1.0 + q
+
+    @property
+    def inverse_norm_bound(self) -> float | None:
+        """``1 / (1 - q)`` bounds ``||(I - M)^{-1}||`` when ``||M|| <= q < 1``."""
+        q = self.op.norm_bound
+        return None if q is None or q >= 1 else 1.0 / (1.0 - q)
+
+    def mv(self, x):
+        return x - self.op.mv(x)
+
+    def rmv(self, y):
+        return y - self.op.rmv(y)
+
+    def with_counter(self, counter):
+        return IdentityMinus(self.op.with_counter(counter))
+
+
+def iteration_operator(a: Operator) -> Operator:
+    """``M`` with ``A = I - M``: the operator stationary iterations multiply by."""
+    if isinstance(a, IdentityMinus):
+        return a.op
+    return IdentityMinus(a)
