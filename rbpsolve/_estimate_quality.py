@@ -22,7 +22,9 @@ import numpy as np
 
 from ._operator import JacobianOperator
 
-__all__ = ["random_jacobian", "estimate_ratios"]
+__all__ = ["random_jacobian", "estimate_ratios", "family_solvers", "family_problem", "FAMILY_SIZE"]
+
+FAMILY_SIZE = 40
 
 
 def random_jacobian(n: int, rho: float, kind: str, seed: int) -> np.ndarray:
@@ -48,6 +50,33 @@ def random_jacobian(n: int, rho: float, kind: str, seed: int) -> np.ndarray:
         S = np.diag(lam) + np.triu(rng.standard_normal((n, n)), 1) * rng.uniform(0.1, 1.0)
         return Q @ S @ Q.T
     raise ValueError(f"kind must be 'normal' or 'nonnormal'; got {kind!r}")
+
+
+def family_solvers() -> dict:
+    """The solver settings the estimate is measured for: defaults and fixed budgets."""
+    from . import _solvers as s
+
+    return {
+        "FixedPoint": s.FixedPoint(),
+        "Neumann(rtol)": s.Neumann(rtol=1e-5, max_steps=1000),
+        "Neumann(K=20)": s.Neumann(),
+        "FixedPoint(K=30)": s.FixedPoint(max_steps=30, rtol=0.0),
+        "RandomizedNeumann": s.RandomizedNeumann(min_steps=10, seed=1),
+        "CGNE": s.CGNE(),
+        "LSQR": s.LSQR(),
+        "GMRES": s.GMRES(),
+        "GMRES(restart=10)": s.GMRES(restart=10),
+        "CGNE(K=15)": s.CGNE(max_steps=15, rtol=0.0),
+        "LSQR(K=15)": s.LSQR(max_steps=15, rtol=0.0),
+        "GMRES(K=15)": s.GMRES(max_steps=15, rtol=0.0),
+    }
+
+
+def family_problem(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(J, g)`` of the family: n = 40, ``rho(J)`` uniform in [0.3, 1.3]."""
+    rng = np.random.default_rng(10_000 + seed)
+    rho = float(rng.uniform(0.3, 1.3))
+    return random_jacobian(FAMILY_SIZE, rho, kind, seed), rng.standard_normal(FAMILY_SIZE)
 
 
 def estimate_ratios(W: np.ndarray, g: np.ndarray, solvers: dict) -> dict:

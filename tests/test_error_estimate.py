@@ -17,32 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rbpsolve
-from rbpsolve._estimate_quality import estimate_ratios, random_jacobian
+from rbpsolve._estimate_quality import estimate_ratios, family_problem, family_solvers, random_jacobian
 
 N = 40
 
 
 def _solvers():
-    return {
-        "FixedPoint": rbpsolve.FixedPoint(),
-        "Neumann(rtol)": rbpsolve.Neumann(rtol=1e-5, max_steps=1000),
-        "Neumann(K=20)": rbpsolve.Neumann(),
-        "FixedPoint(K=30)": rbpsolve.FixedPoint(max_steps=30, rtol=0.0),
-        "RandomizedNeumann": rbpsolve.RandomizedNeumann(min_steps=10, seed=1),
-        "CGNE": rbpsolve.CGNE(),
-        "LSQR": rbpsolve.LSQR(),
-        "GMRES": rbpsolve.GMRES(),
-        "GMRES(restart=10)": rbpsolve.GMRES(restart=10),
-        "CGNE(K=15)": rbpsolve.CGNE(max_steps=15, rtol=0.0),
-        "LSQR(K=15)": rbpsolve.LSQR(max_steps=15, rtol=0.0),
-        "GMRES(K=15)": rbpsolve.GMRES(max_steps=15, rtol=0.0),
-    }
+    return family_solvers()
 
 
 def _problem(kind, seed):
-    rng = np.random.default_rng(10_000 + seed)
-    rho = float(rng.uniform(0.3, 1.3))
-    return random_jacobian(N, rho, kind, seed), rng.standard_normal(N)
+    return family_problem(kind, seed)
 
 
 @settings(max_examples=25, deadline=None)
