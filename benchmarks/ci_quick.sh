@@ -7,6 +7,10 @@ cd "$(dirname "$0")"
 asv machine --yes --machine ci > /dev/null
 asv check --python=same
 # One short run: the numerical regressions (accuracy per cost, rbpsolve vs scipy iterations
-# and residuals at the small size) and the solver-cost suite at its small size, each once.
+# and residuals at the small size) and the solver-cost suite at its small size, each once;
+# the error estimate's worst ratio on the far-from-normal family only (the whole
+# EstimateQuality class takes about 45 s) and the verification's extra products at numpy small
+# size (its setup checks that both solves converge): together about 6 s more.
 asv run --python=same --machine ci --quick --show-stderr \
-    --bench 'bench_accuracy' --bench 'bench_scipy.*small' --bench 'SolverCost.*small'
+    --bench 'bench_accuracy' --bench 'bench_scipy.*small' --bench 'SolverCost.*small' \
+    --bench "EstimateQuality.track_worst_ratio.*'nonnormal'" --bench "VerificationCost.track_extra_products.*'numpy', 'small'"
