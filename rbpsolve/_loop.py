@@ -167,6 +167,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
                 status = Status.CONVERGED
                 break
             if not math.isfinite(true):
+                checked = None  # hand back the best finite iterate, as every failure does
                 status = Status.NONFINITE
                 break
             if step_tol == 0.0:

@@ -7,6 +7,8 @@ estimator, not by bad luck (the chance of a false alarm is below 1e-6 per compon
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -109,8 +111,20 @@ def test_zero_length_draw_returns_g(np_backend):
     J = rbpsolve.JacobianOperator(lambda u: 0.5 * u, like=np.zeros(2))
     seeds = [s for s in range(50) if RandomizedNeumann(continue_prob=0.5, seed=s).draw() == 0]
     res = rbpsolve.solve_adjoint(J, np.ones(2), RandomizedNeumann(continue_prob=0.5, seed=seeds[0]))
+    # One product probes the next term (not summed) so that the draw can be judged.
+    assert res.num_vjp == 1 and res.ok
+    np.testing.assert_array_equal(res.x, np.ones(2))
+    plain = RandomizedNeumann(continue_prob=0.5, seed=seeds[0], divergence_factor=math.inf)
+    res = rbpsolve.solve_adjoint(J, np.ones(2), plain)
     assert res.num_vjp == 0 and res.ok
     np.testing.assert_array_equal(res.x, np.ones(2))
+
+
+def test_zero_length_draw_on_a_diverging_series_is_not_ok(np_backend):
+    J = rbpsolve.JacobianOperator(lambda u: 1.3 * u, like=np.zeros(2))
+    seeds = [s for s in range(50) if RandomizedNeumann(continue_prob=0.5, seed=s).draw() == 0]
+    res = rbpsolve.solve_adjoint(J, np.ones(2), RandomizedNeumann(continue_prob=0.5, seed=seeds[0]), throw=False)
+    assert res.status is Status.DIVERGED and res.num_vjp == 1
 
 
 def test_cap_cuts_the_series_and_is_reported(np_backend):

@@ -26,6 +26,7 @@ class _State(NamedTuple):
     unweighted: Any = None  # the plain partial sum, for the error estimate
     previous: Any = None  # the term before `term`
     recent: tuple = ()  # the norms of the last few (unweighted) terms
+    probe: Any = None  # the term after a draw of no products, computed to judge the series
 
 
 def check_continue_prob(alpha) -> None:
@@ -62,7 +63,10 @@ class RandomizedNeumann(AbstractSolver):
         reproducible tests; vary it per solve to average over draws.
     divergence_factor : float
         Report ``Status.DIVERGED`` once an (unweighted) term is this many times larger
-        than the smallest term so far.
+        than the smallest term so far, or when the drawn budget ends with the series not
+        converging (as for :class:`Neumann`). A draw of no products then spends one to
+        compute the next term (not added to the sum), so that even the shortest draw is
+        judged. ``math.inf`` switches all of it off (and the probe).
 
     Notes
     -----
@@ -173,9 +177,15 @@ class RandomizedNeumann(AbstractSolver):
 
     def step(self, a, b, state):
         if state.length == 0:
-            # The draw asks for the first term only: no product, nothing to add.
-            norm = _backend.to_float(_backend.norm(a.xp, state.term))
-            return state, StepReport(norm, done=True)
+            # The draw asks for the first term only: nothing to add. Unless divergence checks
+            # are off, one product probes the next term (not added): without it a draw of
+            # length 0 could not tell a diverging series from a converging one.
+            if not math.isfinite(self.divergence_factor):
+                norm = _backend.to_float(_backend.norm(a.xp, state.term))
+                return state, StepReport(norm, done=True)
+            probe = iteration_operator(a).mv(state.term)
+            norm = _backend.to_float(_backend.norm(a.xp, probe))
+            return state._replace(probe=probe, previous=state.term), StepReport(norm, done=True)
         t = state.steps + 1
         term = iteration_operator(a).mv(state.term)
         term_norm = _backend.to_float(_backend.norm(a.xp, term))
@@ -189,14 +199,22 @@ class RandomizedNeumann(AbstractSolver):
         return state.partial_sum
 
     def start_residual(self, state):
-        # A draw of no products reports the start's own norm as its one history entry.
-        return None if state.length == 0 else state.r0_norm
+        # A draw of no products without a probe reports the start's own norm as its one
+        # history entry; with the probe, the history holds the next term's norm.
+        if state.length == 0 and state.probe is None:
+            return None
+        return state.r0_norm
 
     def finish(self, a, b, state):
         # x - x* = (x - S) + (S - x*) with S the unweighted partial sum: the first part is
         # known exactly, the second is the tail of the series (as in Neumann).
         xp = a.xp
-        estimate = series_estimate(xp, state.term, state.previous, state.recent)
+        if state.probe is not None:
+            # The probe t_1 is not in the sum: the error is t_1 plus the tail after it.
+            estimate = series_estimate(xp, state.probe, state.term, (state.r0_norm,))
+            estimate["error_estimate"] += _backend.to_float(_backend.norm(xp, state.probe))
+        else:
+            estimate = series_estimate(xp, state.term, state.previous, state.recent)
         factor = estimate.pop("observed_factor", None)
         weighting = _backend.to_float(_backend.norm(xp, state.partial_sum - state.unweighted))
         estimate["error_estimate"] = estimate["error_estimate"] + weighting
