@@ -309,3 +309,22 @@ def test_verify_true_buys_the_exact_residual_of_a_fixed_budget():
     res = rbpsolve.solve_adjoint(_operator(W), g, rbpsolve.Neumann(max_steps=20, verify=True))
     assert res.status is Status.BUDGET_SPENT and res.num_vjp == 21 and res.residual_kind == "verified"
     assert res.residual_norm == pytest.approx(np.linalg.norm(g - (res.x - W.T @ res.x)), rel=1e-10)
+
+
+# ------------------------------------------------------------ the same guarantees on every backend
+@pytest.mark.parametrize("name", list(ALL_SOLVERS))
+def test_scaling_verification_and_estimates_on_every_backend(backend, name):
+    W = _matrix(20, 0.6, seed=3, normal=True)
+    g = np.random.default_rng(4).standard_normal(20)
+    xp = backend.xp
+    Wb = backend.asarray(W, "float32")
+    J = rbpsolve.JacobianOperator(lambda u: xp.matmul(xp.matrix_transpose(Wb), u), lambda v: xp.matmul(Wb, v),
+                                  like=backend.asarray(np.zeros(20), "float32"))
+    gb = backend.asarray(1e-23 * g, "float32")
+    res = rbpsolve.solve_adjoint(J, gb, ALL_SOLVERS[name](rtol=1e-4))
+    assert res.status is Status.CONVERGED and res.residual_kind == "verified"
+    z = _exact(W, g)
+    x = backend.to_numpy(res.x) / 1e-23
+    assert np.linalg.norm(x - z) <= 40 * 1e-4 * np.linalg.norm(z)
+    assert np.linalg.norm(x - z) * 1e-23 <= 10 * res.error_estimate
+    np.testing.assert_array_equal(backend.to_numpy(gb), (1e-23 * g).astype(np.float32))  # untouched
