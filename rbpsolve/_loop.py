@@ -21,6 +21,7 @@ from ._precision import default_rtol, finite_cast, is_low_precision, product_eps
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
 from ._error_estimate import krylov_estimate
+from ._solvers._common import krylov_error_bound
 from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
 
 __all__ = ["iterate", "StepInfo", "CallbackError"]
@@ -230,6 +231,9 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     if status.ok and not bool(xp.all(xp.isfinite(x))):
         status = Status.NONFINITE
     error_bound = extra.get("error_bound")
+    if "sigma_min" in extra and kind == "verified" and error_bound is not None:
+        # A Krylov bound ||A^{-1}|| ||r|| on the recomputed residual, not the recurrence's.
+        error_bound = krylov_error_bound(a, residual_norm)
     observed = _contradicted_norm_bound(solver, a, final_state, history)
     if observed is not None:
         # The declared ||J|| <= q is false: every bound derived from it is void.

@@ -328,3 +328,14 @@ def test_scaling_verification_and_estimates_on_every_backend(backend, name):
     assert np.linalg.norm(x - z) <= 40 * 1e-4 * np.linalg.norm(z)
     assert np.linalg.norm(x - z) * 1e-23 <= 10 * res.error_estimate
     np.testing.assert_array_equal(backend.to_numpy(gb), (1e-23 * g).astype(np.float32))  # untouched
+
+
+@pytest.mark.parametrize("name", ["CGNE", "LSQR", "GMRES"])
+def test_a_krylov_error_bound_rests_on_the_verified_residual(name):
+    W = _matrix(40, 0.8, seed=5, normal=True)
+    q = float(np.linalg.norm(W, 2))
+    g = np.random.default_rng(6).standard_normal(40).astype(np.float32)
+    res = rbpsolve.solve_adjoint(_operator(W, np.float32, norm_bound=q), g, ALL_SOLVERS[name](rtol=1e-5))
+    assert res.residual_kind == "verified"
+    assert res.error_bound == pytest.approx(res.residual_norm / (1 - q), rel=1e-6)
+    assert np.linalg.norm(res.x.astype(np.float64) - _exact(W, g)) <= res.error_bound * 1.01
