@@ -235,6 +235,8 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         # A Krylov bound ||A^{-1}|| ||r|| on the recomputed residual, not the recurrence's.
         error_bound = krylov_error_bound(a, residual_norm)
     observed = _contradicted_norm_bound(solver, a, final_state, history)
+    if observed is None and "sigma_min" in extra:
+        observed = _contradicted_by_krylov(a, extra["sigma_min"])
     if observed is not None:
         # The declared ||J|| <= q is false: every bound derived from it is void.
         error_bound = None
@@ -331,6 +333,19 @@ def _contradicted_norm_bound(solver, a, state, history):
     ratios = [after / before for before, after in zip(norms, norms[1:]) if before > floor and after > floor]
     worst = max(ratios, default=0.0)
     return worst if worst > q * (1.0 + 1e-3) + 1e-12 else None
+
+
+def _contradicted_by_krylov(a, sigma):
+    """``1 - sigma_min(P)`` where it exceeds a declared ``||J|| <= q``, else None.
+
+    A Krylov solver's small matrix ``P`` satisfies ``sigma_min(P) >= sigma_min(I - J^T)``,
+    and ``||J|| <= q`` gives ``sigma_min(I - J^T) >= 1 - q``: a ``sigma_min(P)`` below
+    ``1 - q`` (beyond rounding) proves the bound wrong, with ``||J|| >= 1 - sigma_min(P)``.
+    """
+    if not isinstance(a, IdentityMinus) or a.op.norm_bound is None or not math.isfinite(sigma):
+        return None
+    q = a.op.norm_bound
+    return 1.0 - sigma if sigma < (1.0 - q) * (1.0 - 1e-3) else None
 
 
 def _lagging_residual(solver, state, history, best_residual, status):

@@ -339,3 +339,13 @@ def test_a_krylov_error_bound_rests_on_the_verified_residual(name):
     assert res.residual_kind == "verified"
     assert res.error_bound == pytest.approx(res.residual_norm / (1 - q), rel=1e-6)
     assert np.linalg.norm(res.x.astype(np.float64) - _exact(W, g)) <= res.error_bound * 1.01
+
+
+@pytest.mark.parametrize("name", ["CGNE", "LSQR", "GMRES"])
+def test_a_krylov_solve_that_contradicts_the_declared_bound_gives_no_error_bound(name):
+    W = _matrix(40, 0.9, seed=7, normal=True)  # ||J|| = 0.9, declared 0.2
+    g = np.random.default_rng(1).standard_normal(40)
+    res = rbpsolve.solve_adjoint(_operator(W, norm_bound=0.2), g, ALL_SOLVERS[name]())
+    err = np.linalg.norm(res.x - _exact(W, g))
+    assert res.error_bound is None and res.info["norm_bound_contradicted"] > 0.2
+    assert err <= 10 * res.error_estimate
