@@ -175,3 +175,42 @@ def series_estimate(xp, last, previous, recent_norms) -> dict:
     ratios = [after / before for before, after in zip(norms, norms[1:]) if before > 0]
     estimate, reliable, factor = series_tail(last_norm, previous_norm, inner, ratios)
     return {"error_estimate": estimate, "estimate_reliable": reliable, "observed_factor": factor}
+
+
+def update_tail(update_norms) -> float:
+    """A safety net for an unconverged Krylov solve: the iterates read as a series.
+
+    ``x* - x_K`` is what later steps would still add. With the last few update norms
+    ``||x_k - x_{k-1}||`` shrinking by at most ``q`` a step, that is about
+    ``||x_K - x_{K-1}|| q / (1 - q)``; updates that do not shrink give ``inf`` (no
+    estimate). It catches what ``||r|| / sigma_min(P)`` cannot see before the Krylov space
+    has found ``A``'s smallest singular value: a solve still moving far.
+    """
+    norms = [v for v in update_norms if math.isfinite(v)]
+    ratios = [after / before for before, after in zip(norms, norms[1:]) if before > 0]
+    if not ratios:
+        return math.inf if norms and norms[-1] > 0 else 0.0
+    q = max(ratios)
+    return math.inf if q >= 1.0 else norms[-1] * q / (1.0 - q)
+
+
+# A Krylov residual that fell by less than this fraction over its last STAGNATION_STEPS steps
+# is stagnating.
+STAGNATION_DROP = 0.02
+STAGNATION_STEPS = 2
+
+
+def stagnation(history) -> float:
+    """``inf`` where an unconverged minimal-residual solve stagnates, else 0.
+
+    A plateau of the residual means the Krylov space is not capturing what remains of
+    ``x*``: its iterates barely move (so :func:`update_tail` sees a small tail) while the
+    error ``A^{-1} r`` can be as large as ``||r|| / sigma_min(A)``, which nothing in the
+    solve has measured. No number is honest then.
+    """
+    values = [v for v in history if math.isfinite(v)]
+    if len(values) <= STAGNATION_STEPS or values[-1] == 0.0:
+        return 0.0
+    earlier = values[-1 - STAGNATION_STEPS]
+    return math.inf if values[-1] > (1.0 - STAGNATION_DROP) * earlier else 0.0
+

@@ -20,7 +20,7 @@ from ._space import ProductCounter
 from ._precision import default_rtol, finite_cast, is_low_precision, product_eps, promote, promote_map
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
-from ._error_estimate import krylov_estimate
+from ._error_estimate import krylov_estimate, stagnation, update_tail
 from ._solvers._common import krylov_error_bound
 from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
 
@@ -271,8 +271,11 @@ def _estimate(extra, residual_norm, status, history, linear, error_bound):
     elif "sigma_min" in extra:
         estimate, reliable = krylov_estimate(residual_norm, extra["sigma_min"], extra["sigma_settled"])
         # An unconverged Krylov space (a fixed budget, the step limit) has often not yet
-        # found A's smallest singular value: sigma_min(P) may be far above it.
-        reliable = reliable and status is Status.CONVERGED
+        # found A's smallest singular value: sigma_min(P) may be far above it. The iterates'
+        # own movement is a second, independent figure; take the larger.
+        if status is not Status.CONVERGED:
+            reliable = False
+            estimate = max(estimate, update_tail(extra.get("update_norms", ())), stagnation(history))
     elif "error_estimate" in extra:
         estimate, reliable = extra["error_estimate"], extra["estimate_reliable"]
     elif not linear:

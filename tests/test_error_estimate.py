@@ -1,10 +1,11 @@
 """Every result carries an error estimate; its quality on random operators (the issue's property).
 
 n = 40, rho(J) from 0.3 to 1.3, every solver with default settings and with fixed budgets.
-For normal J every ok result whose estimate is marked reliable has its true error within
-10x of the estimate; for far-from-normal J at least 95% do and none is more than 1000x
-below. Estimates marked unreliable (a Krylov fixed budget that has not converged) are
-counted apart: their optimism is what the flag warns of.
+For normal J every ok result has its true error within 10x of the estimate (the estimate is
+at most 10x optimistic); for far-from-normal J at least 95% do and none is more than 1000x
+below. An unconverged Krylov budget whose iterates are still moving gets an infinite
+estimate (it cannot back a number); those count as within bounds, and are marked
+unreliable.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ def _problem(kind, seed):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10**6))
-def test_normal_j_reliable_estimates_are_within_10x(seed):
+def test_normal_j_every_ok_estimate_is_within_10x(seed):
     W, g = _problem("normal", seed)
     for name, (ratio, reliable) in estimate_ratios(W, g, _solvers()).items():
-        if reliable:
-            assert ratio <= 10, (name, ratio)
+        assert ratio <= 10, (name, ratio, reliable)
 
 
 def _sweep(kind, seeds):
@@ -50,18 +50,19 @@ def _sweep(kind, seeds):
 
 def test_the_distribution_on_far_from_normal_j():
     reliable, unreliable = _sweep("nonnormal", range(40))
-    assert reliable.size > 120  # the property is about many ok results, not a handful
-    assert np.mean(reliable <= 10) >= 0.95
-    assert reliable.max() <= 1000
-    # The flag is not decoration: the unconverged Krylov budgets it marks do mislead here.
-    assert np.mean(unreliable > 10) > 0.2
+    every = np.concatenate([reliable, unreliable])
+    assert every.size > 300  # the property is about many ok results, not a handful
+    assert np.mean(every <= 10) >= 0.95 and every.max() <= 1000
+    assert reliable.size > 120 and reliable.max() <= 10
+    # An unconverged Krylov budget whose iterates still move says so with an infinite
+    # estimate (ratio 0) rather than a number it cannot back.
+    assert np.mean(unreliable == 0) > 0.3
 
 
 def test_the_distribution_on_normal_j():
     reliable, unreliable = _sweep("normal", range(40))
-    assert reliable.size > 300 and reliable.max() <= 10
+    assert reliable.size > 300 and reliable.max() <= 10 and unreliable.max() <= 10
     assert np.median(reliable) > 0.05  # and not uselessly pessimistic in the middle
-    assert unreliable.max() <= 1000
 
 
 @pytest.mark.parametrize("solver", list(_solvers().values()), ids=list(_solvers()))

@@ -27,6 +27,7 @@ class _State(NamedTuple):
     # Lanczos matrix of A^T A: a chain of pairs (see _error_estimate.push)
     coefficients: tuple = ()
     sigma_min: float = math.inf  # from the CG runs before a restart
+    updates: tuple = ()  # norms ||x_k - x_{k-1}|| of the last few steps, for unconverged estimates
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -112,7 +113,8 @@ class CGNE(AbstractSolver):
         anorm = max(state.anorm, math.sqrt(delta / p_norm2)) if p_norm2 > 0 else state.anorm
         least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
         new = _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol,
-                     push(state.coefficients, (alpha, gamma / state.gamma)), state.sigma_min)
+                     push(state.coefficients, (alpha, gamma / state.gamma)), state.sigma_min,
+                     (state.updates + (alpha * math.sqrt(p_norm2),))[-5:])
         return new, StepReport(r_norm, least_squares=least_squares)
 
     def solution(self, a, b, state):
@@ -132,6 +134,7 @@ class CGNE(AbstractSolver):
         return {
             "sigma_min": sigma,
             "sigma_settled": settled,
+            "update_norms": state.updates,
             "residual_norm": state.r_norm,
             "error_bound": krylov_error_bound(a, state.r_norm),
             "info": {"anorm": state.anorm, "arnorm": math.sqrt(state.gamma)},

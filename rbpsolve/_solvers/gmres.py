@@ -35,6 +35,7 @@ class _State(NamedTuple):
     tol: float  # the loop's tolerance, to decide when to verify the true residual
     sigma_min: float = math.inf  # smallest sigma_min(H_bar) of the finished cycles (>= sigma_min(A))
     settled: bool = False  # whether that cycle's sigma_min had stopped falling
+    updates: tuple = ()  # ||x_k - x_{k-1}|| of the last few steps of the last finished cycle
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -162,7 +163,8 @@ class GMRES(AbstractSolver):
             # misses the tolerance, rounding is what is left: restart from the better x. A
             # singular A shows up instead as a zero column (`denom == 0` above).
             sigma, settled = self._cycle_sigma(state)
-            restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol, sigma, settled)
+            restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol, sigma, settled,
+                               _cycle_updates(state))
             return restarted, StepReport(r_norm, verified=True, floor=floor)
         return state, StepReport(estimate)
 
@@ -190,8 +192,32 @@ class GMRES(AbstractSolver):
         return {
             "sigma_min": sigma,
             "sigma_settled": settled,
+            "update_norms": _cycle_updates(state) if state.hessenberg else state.updates,
             "residual_norm": residual,
             "error_bound": krylov_error_bound(a, residual),
             "residual_kind": "recurrence" if state.hessenberg else "verified",
             "info": {"residual_is_estimate": bool(state.hessenberg)},
         }
+
+
+def _cycle_updates(state, last: int = 5) -> tuple:
+    """``||x_k - x_{k-1}||`` for the last few steps of the current cycle: with an orthonormal
+    basis it is ``||y_k - [y_{k-1}; 0]||`` of the small triangular solves (host, float64)."""
+    m = len(state.hessenberg)
+    if m == 0:
+        return ()
+    upper = np.zeros((m, m))
+    for j, col in enumerate(state.hessenberg):
+        upper[: len(col), j] = col
+    rhs = np.asarray(state.rhs[:m])
+    previous = np.zeros(0)
+    norms = []
+    for k in range(max(1, m - last), m + 1):
+        with np.errstate(all="ignore"):
+            y = scipy.linalg.solve_triangular(upper[:k, :k], rhs[:k], lower=False, check_finite=False)
+        if k > max(1, m - last) or k == 1:
+            padded = np.concatenate([previous, np.zeros(k - previous.size)])
+            norms.append(float(np.linalg.norm(y - padded)))
+        previous = y
+    return tuple(norms)
+

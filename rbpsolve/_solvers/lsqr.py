@@ -30,6 +30,7 @@ class _State(NamedTuple):
     # (alpha_k, beta_{k+1}) of the bidiagonal B_k, a chain of pairs (see _error_estimate.push)
     coefficients: tuple = ()
     sigma_min: float = math.inf  # from bidiagonalisations before a restart
+    updates: tuple = ()  # norms ||x_k - x_{k-1}|| of the last few steps, for unconverged estimates
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -127,7 +128,8 @@ class LSQR(AbstractSolver):
         ddnorm = state.ddnorm + (w_norm / rho) ** 2
         arnorm = alpha * abs(s * phi)
         new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol,
-                     push(state.coefficients, (state.alpha, beta)), state.sigma_min)
+                     push(state.coefficients, (state.alpha, beta)), state.sigma_min,
+                     (state.updates + (abs(phi / rho) * w_norm,))[-5:])
         least_squares = not self.fixed_budget and anorm > 0 and arnorm <= state.lsq_rtol * anorm * phibar
         return new, StepReport(phibar, least_squares=least_squares)
 
@@ -157,6 +159,7 @@ class LSQR(AbstractSolver):
         return {
             "sigma_min": sigma,
             "sigma_settled": settled,
+            "update_norms": state.updates,
             "residual_norm": state.phibar,
             "error_bound": krylov_error_bound(a, state.phibar),
             "info": info,
