@@ -43,6 +43,7 @@ class EstimateQuality:
                 ratios.append(found[solver])
         self.ok = len(ratios)
         self.reliable = np.array([r for r, reliable in ratios if reliable])
+        self.every = np.array([r for r, _ in ratios])
 
     def track_median_ratio(self, solver, kind):
         return float(np.median(self.reliable)) if self.reliable.size else float("nan")
@@ -63,6 +64,17 @@ class EstimateQuality:
         return self.reliable.size / self.ok if self.ok else float("nan")
 
     track_fraction_reliable.unit = "fraction of ok results marked reliable"
+
+    def track_worst_ratio_every_ok(self, solver, kind):
+        # Every ok result, reliable or not: an infinite estimate counts as ratio 0.
+        return float(self.every.max()) if self.every.size else float("nan")
+
+    track_worst_ratio_every_ok.unit = "true error / estimate (max, every ok result)"
+
+    def track_fraction_infinite(self, solver, kind):
+        return float(np.mean(self.every == 0)) if self.every.size else float("nan")
+
+    track_fraction_infinite.unit = "fraction of ok results with an infinite estimate (no number backed)"
 
 
 RTOL = 1e-4  # reachable in float32, so that the solves converge and the claim is verified
