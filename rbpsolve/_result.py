@@ -106,7 +106,9 @@ class Result:
         An estimate of ``norm(x - x_exact)``, on every result (``math.inf`` where the
         solve gives nothing to estimate it from, e.g. a diverged series). Krylov solvers
         (GMRES, LSQR, CGNE): ``residual_norm / sigma``, ``sigma`` the smallest singular
-        value of the small matrix their recurrence builds, never below ``sigma_min(A)``;
+        value of the small matrix their recurrence builds, never below ``sigma_min(A)``
+        (unconverged: at least the tail of their own updates, and ``math.inf`` where the
+        residual stagnates);
         series (FixedPoint, Neumann, RandomizedNeumann): the tail of the series from the
         observed contraction of its last terms; forward solves: the same from the
         residual norms. Unlike ``error_bound`` it is not rigorous: see
