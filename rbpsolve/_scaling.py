@@ -32,6 +32,8 @@ def right_hand_side_scale(xp, b) -> tuple[int, float]:
     of the dtype's largest number: then ``norm(b)**2`` neither underflows nor overflows
     for any size a machine holds (float64: ``2**+-256``, float32: ``2**+-32``).
     """
+    if math.prod(b.shape) == 0:
+        return 0, 0.0  # an empty state: nothing to solve
     amax = _backend.to_float(xp.max(xp.abs(b)))
     if amax == 0.0 or not math.isfinite(amax):
         return 0, amax

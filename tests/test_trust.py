@@ -349,3 +349,10 @@ def test_a_krylov_solve_that_contradicts_the_declared_bound_gives_no_error_bound
     err = np.linalg.norm(res.x - _exact(W, g))
     assert res.error_bound is None and res.info["norm_bound_contradicted"] > 0.2
     assert err <= 10 * res.error_estimate
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0)])
+def test_an_empty_state_is_solved_exactly(shape):
+    J = rbpsolve.JacobianOperator(lambda u: 0.5 * u, like=np.zeros(shape))
+    res = rbpsolve.solve_adjoint(J, np.zeros(shape), rbpsolve.GMRES())
+    assert res.status is Status.CONVERGED and res.x.shape == shape and res.error_estimate == 0.0
