@@ -65,9 +65,11 @@ class Diagnostics:
             parts.append("backward=not run")
         else:
             reliable = "" if bwd.estimate_reliable else ", unreliable"
+            residual = "unknown" if bwd.residual_norm is None else f"{bwd.residual_norm:.3g} ({bwd.residual_kind})"
+            estimate = "none" if bwd.error_estimate is None else f"{bwd.error_estimate:.3g}"
             parts.append(
-                f"backward={bwd.status.name} in {bwd.num_steps} steps, residual {bwd.residual_norm:.3g} "
-                f"({bwd.residual_kind}), error estimate {bwd.error_estimate:.3g}{reliable}"
+                f"backward={bwd.status.name} in {bwd.num_steps} steps, residual {residual}, "
+                f"error estimate {estimate}{reliable}"
             )
         return "Diagnostics(" + "; ".join(parts) + ")"
 
