@@ -114,6 +114,27 @@ def unroll(chain) -> tuple[list, list]:
     return firsts[::-1], seconds[::-1]
 
 
+def successive_ratios(norms) -> list:
+    """``||t_{k+1}|| / ||t_k||`` of the finite norms given, oldest first."""
+    finite = [v for v in norms if math.isfinite(v)]
+    return [after / before for before, after in zip(finite, finite[1:]) if before > 0]
+
+
+def steady(ratios) -> bool:
+    """Whether a sequence contracts at a steady rate: two or more ratios below 1 that agree
+    within 5%."""
+    return len(ratios) >= 2 and max(ratios) - min(ratios) <= 0.05 * max(ratios) and max(ratios) < 1
+
+
+def combine_sigma(pair, earlier: float, earlier_settled: bool = False) -> tuple[float, bool]:
+    """``(sigma, settled)`` of a Krylov run from the ``sigma_min`` of its small matrix one
+    step before the end and at the end (``pair``; empty before any step), against the
+    smallest ``earlier`` of previous runs (restart cycles): each is ``>= sigma_min(A)``, so
+    the smaller one counts."""
+    sigma, settled = krylov_sigma_min(pair)
+    return (sigma, settled) if sigma < earlier else (earlier, earlier_settled)
+
+
 def krylov_sigma_min(history_of_sigma) -> tuple[float, bool]:
     """``(sigma, settled)`` from the running smallest Ritz singular values, one a step."""
     values = [s for s in history_of_sigma if math.isfinite(s)]
@@ -148,22 +169,22 @@ def series_tail(last_norm: float, previous_norm: float, inner: float, ratios) ->
     q = last_norm / previous_norm
     if q >= 1.0:
         return math.inf, False, q
-    steady = len(ratios) >= 2 and max(ratios) - min(ratios) <= 0.05 * max(ratios) and max(ratios) < 1
+    regular = steady(ratios)
     cosine = inner / (last_norm * previous_norm)
     if cosine > 0.99:
         lam = inner / previous_norm**2
-        return last_norm * abs(lam) / abs(1.0 - lam), steady, lam
+        return last_norm * abs(lam) / abs(1.0 - lam), regular, lam
     # Oscillating or rotating terms: q / (1 - q) over-estimates their tail.
     worst = max([q, *ratios])
     if worst >= 1.0:
         return math.inf, False, worst
-    return last_norm * worst / (1.0 - worst), steady, worst
+    return last_norm * worst / (1.0 - worst), regular, worst
 
 
 def series_estimate(xp, last, previous, recent_norms) -> dict:
-    """``error_estimate`` and ``estimate_reliable`` of a series solver from its last two
-    terms (FixedPoint: updates) ``last`` and ``previous`` and the norms of the last few
-    terms, oldest first. One host transfer."""
+    """``error_estimate``, ``estimate_reliable`` and ``observed_factor`` of a series solver
+    from its last two terms (FixedPoint: updates) ``last`` and ``previous`` and the norms of
+    the last few terms, oldest first. One host transfer."""
     from . import _backend
 
     if last is None or previous is None:
@@ -171,9 +192,7 @@ def series_estimate(xp, last, previous, recent_norms) -> dict:
     last_norm, previous_norm, inner = _backend.to_floats(
         xp, _backend.norm(xp, last), _backend.norm(xp, previous), _backend.vdot(xp, last, previous)
     )
-    norms = [v for v in recent_norms if math.isfinite(v)]
-    ratios = [after / before for before, after in zip(norms, norms[1:]) if before > 0]
-    estimate, reliable, factor = series_tail(last_norm, previous_norm, inner, ratios)
+    estimate, reliable, factor = series_tail(last_norm, previous_norm, inner, successive_ratios(recent_norms))
     return {"error_estimate": estimate, "estimate_reliable": reliable, "observed_factor": factor}
 
 
@@ -187,7 +206,7 @@ def update_tail(update_norms) -> float:
     has found ``A``'s smallest singular value: a solve still moving far.
     """
     norms = [v for v in update_norms if math.isfinite(v)]
-    ratios = [after / before for before, after in zip(norms, norms[1:]) if before > 0]
+    ratios = successive_ratios(norms)
     if not ratios:
         return math.inf if norms and norms[-1] > 0 else 0.0
     q = max(ratios)

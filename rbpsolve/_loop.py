@@ -20,7 +20,7 @@ from ._space import ProductCounter
 from ._precision import default_rtol, finite_cast, is_low_precision, product_eps, promote, promote_map
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
-from ._error_estimate import krylov_estimate, stagnation, update_tail
+from ._error_estimate import krylov_estimate, series_estimate, stagnation, steady, successive_ratios, update_tail
 from ._solvers._common import krylov_error_bound
 from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
 
@@ -126,6 +126,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     history: list[float] = []
     best_residual = math.inf
     best_state = state
+    best_steps = 0  # how many steps best_state had taken
     status = None
     checked = None  # (x, residual, floor) of a verification of the returned iterate
     floor_seen = None  # the rounding floor of the last residual a solver verified itself
@@ -148,6 +149,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         if residual < best_residual:
             best_residual = residual
             best_state = previous if solver.residual_lags else state
+            best_steps = k - 1 if solver.residual_lags else k
         step_tol = tol if report.scale is None else max(rtol * float(report.scale), atol)
         if residual <= step_tol:
             if not linear or verify is False or report.verified:
@@ -205,7 +207,8 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     else:
         status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 
-    if status is Status.BUDGET_SPENT and _diverging_series(solver, state, history, eps):
+    series_norms = _series_norms(solver, state, history)
+    if status is Status.BUDGET_SPENT and _diverging_series(solver, series_norms, eps):
         status = Status.DIVERGED
 
     # Failures hand back the best iterate seen, not the one that blew up.
@@ -234,13 +237,20 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     if "sigma_min" in extra and kind == "verified" and error_bound is not None:
         # A Krylov bound ||A^{-1}|| ||r|| on the recomputed residual, not the recurrence's.
         error_bound = krylov_error_bound(a, residual_norm)
-    observed = _contradicted_norm_bound(solver, a, final_state, history)
+    observed = _contradicted_norm_bound(a, series_norms)
     if observed is None and "sigma_min" in extra:
         observed = _contradicted_by_krylov(a, extra["sigma_min"])
     if observed is not None:
         # The declared ||J|| <= q is false: every bound derived from it is void.
         error_bound = None
         info["norm_bound_contradicted"] = observed
+    if "series_terms" in extra:
+        # The norms up to the returned iterate (the best one, after a failure).
+        taken = len(history) if final_state is state else best_steps
+        recent = _series_norms(solver, final_state, history[:taken])[-4:]
+        extra.update(series_estimate(xp, *extra["series_terms"], recent))
+        extra["error_estimate"] += extra.get("estimate_offset", 0.0)
+        info["observed_factor"] = extra.get("observed_factor")
     estimate, reliable = _estimate(extra, residual_norm, status, history, linear, error_bound)
     if math.isfinite(estimate):
         # Rounding: no product of precision eps resolves x better than about eps * ||x||
@@ -292,44 +302,46 @@ def _forward_estimate(history, status):
     """The error of a forward iterate ``h_{k+1}`` from its residual norms ``||F(h_k) - h_k||``:
     ``r_k q / (1 - q)`` with ``q`` the largest of the last few ratios of successive
     residuals (for Picard, a contraction factor of F near the fixed point)."""
-    norms = [v for v in history[-5:] if math.isfinite(v)]
+    norms = history[-5:]
     if status is Status.CONVERGED and norms and norms[-1] == 0.0:
         return 0.0, True
-    ratios = [after / before for before, after in zip(norms, norms[1:]) if before > 0]
-    if not ratios or max(ratios) >= 1.0:
+    ratios = successive_ratios(norms)
+    if not ratios:
         return math.inf, False
-    q = max(ratios)
-    steady = len(ratios) >= 2 and max(ratios) - min(ratios) <= 0.05 * q
-    return norms[-1] * q / (1.0 - q), steady
+    return update_tail(norms), steady(ratios)
 
 
-def _diverging_series(solver, state, history, eps) -> bool:
+def _diverging_series(solver, norms, eps) -> bool:
     """A fixed budget of a series solver whose terms say it was not converging.
 
     ``divergence_factor = math.inf`` switches this off, as it does the running check:
     the plain truncated series of the paper's experiments.
     """
-    if not getattr(solver, "series", False) or not math.isfinite(solver.divergence_factor):
+    if norms is None or not math.isfinite(solver.divergence_factor):
         return False
-    start = solver.start_residual(state)
-    norms = ([start] if start is not None else []) + list(history)
     return series_not_converging(norms, eps)
 
 
-def _contradicted_norm_bound(solver, a, state, history):
+def _series_norms(solver, state, history):
+    """``[norm(b - A x0)] + history`` of a series solver (start and term norms, oldest
+    first), or None for the other solvers."""
+    if not getattr(solver, "series", False):
+        return None
+    start = solver.start_residual(state)
+    return ([start] if start is not None else []) + list(history)
+
+
+def _contradicted_norm_bound(a, norms):
     """The largest observed ``||J^T t|| / ||t||`` where it exceeds a declared ``||J|| <= q``.
 
     Successive terms (or updates) of a series solver are ``t_{k+1} = J^T t_k``, so each
     ratio of their norms is a free lower bound on ``||J||``; one above ``q`` (beyond
     rounding) proves the declared bound wrong. None when nothing contradicts it.
     """
-    if not getattr(solver, "series", False) or not hasattr(a, "op"):
-        return None
-    q = a.op.norm_bound if isinstance(a, IdentityMinus) else None
+    q = a.op.norm_bound if norms is not None and isinstance(a, IdentityMinus) else None
     if q is None:
         return None
-    start = solver.start_residual(state)
-    norms = [v for v in ([start] if start is not None else []) + list(history) if math.isfinite(v)]
+    norms = [v for v in norms if math.isfinite(v)]
     # Updates near the rounding level (FixedPoint's x_{k+1} - x_k cancels) carry no
     # information about ||J||: only terms well above it count.
     floor = 1e4 * product_eps(a) * max(norms, default=0.0)

@@ -8,6 +8,7 @@ from typing import Callable
 
 from . import _backend
 from ._loop import iterate
+from ._verify import true_residual
 from ._algebra import IdentityMinus, Transpose
 from ._interop import aslinearoperator
 from ._operator import Operator
@@ -197,7 +198,7 @@ def _verified(A, b, result: Result) -> Result:
     if not bool(xp.all(xp.isfinite(result.x))):
         return dataclasses.replace(result, residual_norm=math.inf, residual_kind="verified")
     counter = ProductCounter()
-    residual = _backend.to_float(_backend.norm(xp, b - A.with_counter(counter).mv(result.x)))
+    _, residual, _ = true_residual(A.with_counter(counter), b, result.x)
     return dataclasses.replace(
         result,
         residual_norm=residual,

@@ -107,7 +107,9 @@ class AbstractSolver:
         raise NotImplementedError
 
     def finish(self, a, b, state) -> dict:
-        """``residual_norm``, ``error_bound`` and ``info`` for the iterate of ``state``."""
+        """``residual_norm``, ``error_bound`` and ``info`` for the iterate of ``state``, and
+        what the loop forms ``Result.error_estimate`` from: ``sigma_min`` (Krylov solvers), or
+        ``series_terms = (t_K, t_{K-1})`` and an ``estimate_offset`` (series solvers)."""
         return {}
 
     def restart(self, a, b, state, x, r):

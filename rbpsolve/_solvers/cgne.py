@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import krylov_sigma_min, lanczos_sigma_min, push, unroll
+from .._error_estimate import combine_sigma, lanczos_sigma_min, push, unroll
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["CGNE"]
@@ -124,10 +124,8 @@ class CGNE(AbstractSolver):
     def _sigma(state) -> tuple[float, bool]:
         """sqrt(lambda_min) of CG's Lanczos matrix of A^T A (>= sigma_min(A)), and whether it settled."""
         st, ra = unroll(state.coefficients)
-        sigma, settled = krylov_sigma_min([lanczos_sigma_min(st[:-1], ra[:-1]), lanczos_sigma_min(st, ra)] if st else [])
-        if not sigma < state.sigma_min:
-            return state.sigma_min, False
-        return sigma, settled
+        return combine_sigma([lanczos_sigma_min(st[:-1], ra[:-1]), lanczos_sigma_min(st, ra)] if st else [],
+                             state.sigma_min)
 
     def finish(self, a, b, state):
         sigma, settled = self._sigma(state)

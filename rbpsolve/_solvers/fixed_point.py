@@ -7,7 +7,6 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from .._bounds import contraction_bound
-from .._error_estimate import series_estimate
 from .._algebra import iteration_operator
 from ._base import AbstractSolver, StepReport
 
@@ -20,7 +19,6 @@ class _State(NamedTuple):
     update_norm: float | None
     update: Any = None  # x_k - x_{k-1}, and the update before it, for the error estimate
     previous_update: Any = None
-    recent: tuple = ()  # the norms of the last few updates
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,17 +80,17 @@ class FixedPoint(AbstractSolver):
             x_new = iteration_operator(a).mv(state.x) + b
             update = x_new - state.x
         update_norm = _backend.to_float(_backend.norm(xp, update))
-        new = _State(x_new, False, update_norm, update, state.update, (state.recent + (update_norm,))[-4:])
+        new = _State(x_new, False, update_norm, update, state.update)
         return new, StepReport(update_norm)
 
     def solution(self, a, b, state):
         return state.x
 
     def finish(self, a, b, state):
-        estimate = series_estimate(a.xp, state.update, state.previous_update, state.recent)
-        info = {"observed_factor": estimate.pop("observed_factor", None)}
-        return {"error_bound": certificate(iteration_operator(a).norm_bound, state.update_norm), "info": info,
-                **estimate}
+        return {
+            "error_bound": certificate(iteration_operator(a).norm_bound, state.update_norm),
+            "series_terms": (state.update, state.previous_update),
+        }
 
 
 def certificate(q: float | None, update_norm: float | None) -> float | None:

@@ -12,7 +12,7 @@ import scipy.linalg
 from .. import _backend
 from .._verify import true_residual
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import krylov_sigma_min, triangular_sigma_min
+from .._error_estimate import combine_sigma, triangular_sigma_min
 from ._common import krylov_error_bound
 
 __all__ = ["GMRES"]
@@ -88,14 +88,9 @@ class GMRES(AbstractSolver):
     @staticmethod
     def _cycle_sigma(state) -> tuple[float, bool]:
         """sigma_min of this cycle's H_bar (so far), combined with the earlier cycles'."""
-        if not state.hessenberg:
-            return state.sigma_min, state.settled
-        sigma, settled = krylov_sigma_min(
-            [triangular_sigma_min(state.hessenberg[:-1]), triangular_sigma_min(state.hessenberg)]
-        )
-        if sigma < state.sigma_min:
-            return sigma, settled
-        return state.sigma_min, state.settled
+        columns = state.hessenberg
+        pair = [triangular_sigma_min(columns[:-1]), triangular_sigma_min(columns)] if columns else []
+        return combine_sigma(pair, state.sigma_min, state.settled)
 
     def step(self, a, b, state):
         xp = a.xp

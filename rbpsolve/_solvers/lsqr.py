@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import bidiagonal_sigma_min, krylov_sigma_min, push, unroll
+from .._error_estimate import bidiagonal_sigma_min, combine_sigma, push, unroll
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["LSQR"]
@@ -140,12 +140,8 @@ class LSQR(AbstractSolver):
     def _sigma(state) -> tuple[float, bool]:
         """sigma_min of B_k (>= sigma_min(A): A V_k = U_{k+1} B_k), and whether it settled."""
         d, e = unroll(state.coefficients)
-        sigma, settled = krylov_sigma_min(
-            [bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else []
-        )
-        if not sigma < state.sigma_min:
-            return state.sigma_min, False
-        return sigma, settled
+        return combine_sigma([bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else [],
+                             state.sigma_min)
 
     def finish(self, a, b, state):
         xnorm = _backend.to_float(_backend.norm(a.xp, state.x))

@@ -9,7 +9,6 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _backend
-from .._error_estimate import series_estimate
 from .._algebra import iteration_operator
 from ._base import AbstractSolver, StepReport
 
@@ -25,7 +24,6 @@ class _State(NamedTuple):
     r0_norm: float  # norm(b - A x0), the start of the term norms the loop judges
     unweighted: Any = None  # the plain partial sum, for the error estimate
     previous: Any = None  # the term before `term`
-    recent: tuple = ()  # the norms of the last few (unweighted) terms
     probe: Any = None  # the term after a draw of no products, computed to judge the series
 
 
@@ -173,7 +171,7 @@ class RandomizedNeumann(AbstractSolver):
         start = r0 + 0.0 if x0 is None else x0 + r0
         drawn = self.draw()
         r0_norm = _backend.to_float(_backend.norm(a.xp, r0))
-        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, r0_norm, start, None, (r0_norm,))
+        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, r0_norm, start, None)
 
     def step(self, a, b, state):
         if state.length == 0:
@@ -191,8 +189,7 @@ class RandomizedNeumann(AbstractSolver):
         term_norm = _backend.to_float(_backend.norm(a.xp, term))
         weight = 1.0 if t <= self.min_steps else float(self.continue_prob) ** -(t - self.min_steps)
         new = state._replace(partial_sum=state.partial_sum + weight * term, term=term, steps=t,
-                             unweighted=state.unweighted + term, previous=state.term,
-                             recent=(state.recent + (term_norm,))[-4:])
+                             unweighted=state.unweighted + term, previous=state.term)
         return new, StepReport(term_norm, done=t >= state.length)
 
     def solution(self, a, b, state):
@@ -209,21 +206,18 @@ class RandomizedNeumann(AbstractSolver):
         # x - x* = (x - S) + (S - x*) with S the unweighted partial sum: the first part is
         # known exactly, the second is the tail of the series (as in Neumann).
         xp = a.xp
+        offset = _backend.to_float(_backend.norm(xp, state.partial_sum - state.unweighted))
+        terms = (state.term, state.previous)
         if state.probe is not None:
             # The probe t_1 is not in the sum: the error is t_1 plus the tail after it.
-            estimate = series_estimate(xp, state.probe, state.term, (state.r0_norm,))
-            estimate["error_estimate"] += _backend.to_float(_backend.norm(xp, state.probe))
-        else:
-            estimate = series_estimate(xp, state.term, state.previous, state.recent)
-        factor = estimate.pop("observed_factor", None)
-        weighting = _backend.to_float(_backend.norm(xp, state.partial_sum - state.unweighted))
-        estimate["error_estimate"] = estimate["error_estimate"] + weighting
+            terms = (state.probe, state.term)
+            offset += _backend.to_float(_backend.norm(xp, state.probe))
         return {
             "info": {
                 "drawn_steps": state.drawn,
                 "capped": state.drawn > self.max_steps,
                 "continue_prob": float(self.continue_prob),
-                "observed_factor": factor,
             },
-            **estimate,
+            "series_terms": terms,
+            "estimate_offset": offset,
         }
