@@ -196,21 +196,43 @@ def series_estimate(xp, last, previous, recent_norms) -> dict:
     return {"error_estimate": estimate, "estimate_reliable": reliable, "observed_factor": factor}
 
 
-def update_tail(update_norms) -> float:
+def record_update(record: tuple, norm: float) -> tuple:
+    """``(last, worst)`` after one more update norm ``||x_k - x_{k-1}||``: the last norm and
+    the largest ratio of successive norms over the whole run (None before there is one)."""
+    last, worst = record
+    if not math.isfinite(norm):
+        return record
+    if last is not None and last > 0:
+        ratio = norm / last
+        worst = ratio if worst is None else max(worst, ratio)
+    return norm, worst
+
+
+def update_tail(record: tuple) -> float:
     """A safety net for an unconverged Krylov solve: the iterates read as a series.
 
-    ``x* - x_K`` is what later steps would still add. With the last few update norms
-    ``||x_k - x_{k-1}||`` shrinking by at most ``q`` a step, that is about
-    ``||x_K - x_{K-1}|| q / (1 - q)``; updates that do not shrink give ``inf`` (no
-    estimate). It catches what ``||r|| / sigma_min(P)`` cannot see before the Krylov space
-    has found ``A``'s smallest singular value: a solve still moving far.
+    ``x* - x_K`` is what later steps would still add. With the update norms
+    ``||x_k - x_{k-1}||`` shrinking by at most ``q`` a step over the whole run (``record``
+    from :func:`record_update`), that is about ``||x_K - x_{K-1}|| q / (1 - q)``; updates
+    that ever grew give ``inf`` (no estimate). It catches what ``||r|| / sigma_min(P)``
+    cannot see before the Krylov space has found ``A``'s smallest singular value: a solve
+    still moving far. The whole run counts, not its last steps: a near-singular direction
+    can show in an early growth and hide behind a few shrinking steps at the end.
     """
-    norms = [v for v in update_norms if math.isfinite(v)]
-    ratios = successive_ratios(norms)
-    if not ratios:
-        return math.inf if norms and norms[-1] > 0 else 0.0
-    q = max(ratios)
-    return math.inf if q >= 1.0 else norms[-1] * q / (1.0 - q)
+    last, worst = record
+    if last is None or last == 0.0:
+        return 0.0
+    if worst is None or worst >= 1.0:
+        return math.inf
+    return last * worst / (1.0 - worst)
+
+
+def records_of(norms) -> tuple:
+    """The :func:`record_update` summary of a sequence of update norms."""
+    record = (None, None)
+    for norm in norms:
+        record = record_update(record, norm)
+    return record
 
 
 # A Krylov residual that fell by less than this fraction over its last STAGNATION_STEPS steps

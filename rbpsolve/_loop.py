@@ -20,7 +20,15 @@ from ._space import ProductCounter
 from ._precision import default_rtol, finite_cast, is_low_precision, product_eps, promote, promote_map
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
-from ._error_estimate import krylov_estimate, series_estimate, stagnation, steady, successive_ratios, update_tail
+from ._error_estimate import (
+    krylov_estimate,
+    records_of,
+    series_estimate,
+    stagnation,
+    steady,
+    successive_ratios,
+    update_tail,
+)
 from ._solvers._common import krylov_error_bound
 from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
 
@@ -285,7 +293,7 @@ def _estimate(extra, residual_norm, status, history, linear, error_bound):
         # own movement is a second, independent figure; take the larger.
         if status is not Status.CONVERGED:
             reliable = False
-            estimate = max(estimate, update_tail(extra.get("update_norms", ())), stagnation(history))
+            estimate = max(estimate, update_tail(extra.get("updates", (None, None))), stagnation(history))
     elif "error_estimate" in extra:
         estimate, reliable = extra["error_estimate"], extra["estimate_reliable"]
     elif not linear:
@@ -308,7 +316,7 @@ def _forward_estimate(history, status):
     ratios = successive_ratios(norms)
     if not ratios:
         return math.inf, False
-    return update_tail(norms), steady(ratios)
+    return update_tail(records_of(norms)), steady(ratios)
 
 
 def _diverging_series(solver, norms, eps) -> bool:

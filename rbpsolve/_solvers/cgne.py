@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import combine_sigma, lanczos_sigma_min, push, unroll
+from .._error_estimate import combine_sigma, lanczos_sigma_min, push, record_update, unroll
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["CGNE"]
@@ -27,7 +27,7 @@ class _State(NamedTuple):
     # Lanczos matrix of A^T A: a chain of pairs (see _error_estimate.push)
     coefficients: tuple = ()
     sigma_min: float = math.inf  # from the CG runs before a restart
-    updates: tuple = ()  # norms ||x_k - x_{k-1}|| of the last few steps, for unconverged estimates
+    updates: tuple = (None, None)  # (last ||x_k - x_{k-1}||, largest ratio of them): record_update
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,7 +82,7 @@ class CGNE(AbstractSolver):
     def restart(self, a, b, state, x, r):
         # The recurrence for r drifted from b - A x: start CG again from the true residual.
         sigma, _ = self._sigma(state)
-        return self._begin(a, x, r, state.anorm, state.lsq_rtol)._replace(sigma_min=sigma)
+        return self._begin(a, x, r, state.anorm, state.lsq_rtol)._replace(sigma_min=sigma, updates=state.updates)
 
     def _begin(self, a, x, r, anorm, lsq):
         xp = a.xp
@@ -114,7 +114,7 @@ class CGNE(AbstractSolver):
         least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
         new = _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol,
                      push(state.coefficients, (alpha, gamma / state.gamma)), state.sigma_min,
-                     (state.updates + (alpha * math.sqrt(p_norm2),))[-5:])
+                     record_update(state.updates, alpha * math.sqrt(p_norm2)))
         return new, StepReport(r_norm, least_squares=least_squares)
 
     def solution(self, a, b, state):
@@ -132,7 +132,7 @@ class CGNE(AbstractSolver):
         return {
             "sigma_min": sigma,
             "sigma_settled": settled,
-            "update_norms": state.updates,
+            "updates": state.updates,
             "residual_norm": state.r_norm,
             "error_bound": krylov_error_bound(a, state.r_norm),
             "info": {"anorm": state.anorm, "arnorm": math.sqrt(state.gamma)},

@@ -12,7 +12,7 @@ import scipy.linalg
 from .. import _backend
 from .._verify import true_residual
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import combine_sigma, triangular_sigma_min
+from .._error_estimate import combine_sigma, record_update, triangular_sigma_min
 from ._common import krylov_error_bound
 
 __all__ = ["GMRES"]
@@ -35,7 +35,7 @@ class _State(NamedTuple):
     tol: float  # the loop's tolerance, to decide when to verify the true residual
     sigma_min: float = math.inf  # smallest sigma_min(H_bar) of the finished cycles (>= sigma_min(A))
     settled: bool = False  # whether that cycle's sigma_min had stopped falling
-    updates: tuple = ()  # ||x_k - x_{k-1}|| of the last few steps of the last finished cycle
+    updates: tuple = (None, None)  # record_update of ||x_k - x_{k-1}|| over the finished cycles
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -159,7 +159,7 @@ class GMRES(AbstractSolver):
             # singular A shows up instead as a zero column (`denom == 0` above).
             sigma, settled = self._cycle_sigma(state)
             restarted = _State(x, r, r_norm, None, 0, (), (), (), (), r_norm, tol, sigma, settled,
-                               _cycle_updates(state))
+                               _with_cycle_updates(state))
             return restarted, StepReport(r_norm, verified=True, floor=floor)
         return state, StepReport(estimate)
 
@@ -187,7 +187,7 @@ class GMRES(AbstractSolver):
         return {
             "sigma_min": sigma,
             "sigma_settled": settled,
-            "update_norms": _cycle_updates(state) if state.hessenberg else state.updates,
+            "updates": _with_cycle_updates(state),
             "residual_norm": residual,
             "error_bound": krylov_error_bound(a, residual),
             "residual_kind": "recurrence" if state.hessenberg else "verified",
@@ -195,9 +195,17 @@ class GMRES(AbstractSolver):
         }
 
 
-def _cycle_updates(state, last: int = 5) -> tuple:
-    """``||x_k - x_{k-1}||`` for the last few steps of the current cycle: with an orthonormal
-    basis it is ``||y_k - [y_{k-1}; 0]||`` of the small triangular solves (host, float64)."""
+def _with_cycle_updates(state) -> tuple:
+    """The run's update record (:func:`record_update`) with the current cycle's steps folded in."""
+    record = state.updates
+    for norm in _cycle_updates(state):
+        record = record_update(record, norm)
+    return record
+
+
+def _cycle_updates(state) -> tuple:
+    """``||x_k - x_{k-1}||`` for every step of the current cycle: with an orthonormal basis
+    it is ``||y_k - [y_{k-1}; 0]||`` of the small triangular solves (host, float64)."""
     m = len(state.hessenberg)
     if m == 0:
         return ()
@@ -207,12 +215,11 @@ def _cycle_updates(state, last: int = 5) -> tuple:
     rhs = np.asarray(state.rhs[:m])
     previous = np.zeros(0)
     norms = []
-    for k in range(max(1, m - last), m + 1):
+    for k in range(1, m + 1):
         with np.errstate(all="ignore"):
             y = scipy.linalg.solve_triangular(upper[:k, :k], rhs[:k], lower=False, check_finite=False)
-        if k > max(1, m - last) or k == 1:
-            padded = np.concatenate([previous, np.zeros(k - previous.size)])
-            norms.append(float(np.linalg.norm(y - padded)))
+        padded = np.concatenate([previous, np.zeros(k - previous.size)])
+        norms.append(float(np.linalg.norm(y - padded)))
         previous = y
     return tuple(norms)
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, StepReport
-from .._error_estimate import bidiagonal_sigma_min, combine_sigma, push, unroll
+from .._error_estimate import bidiagonal_sigma_min, combine_sigma, push, record_update, unroll
 from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
 
 __all__ = ["LSQR"]
@@ -30,7 +30,7 @@ class _State(NamedTuple):
     # (alpha_k, beta_{k+1}) of the bidiagonal B_k, a chain of pairs (see _error_estimate.push)
     coefficients: tuple = ()
     sigma_min: float = math.inf  # from bidiagonalisations before a restart
-    updates: tuple = ()  # norms ||x_k - x_{k-1}|| of the last few steps, for unconverged estimates
+    updates: tuple = (None, None)  # (last ||x_k - x_{k-1}||, largest ratio of them): record_update
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -85,7 +85,7 @@ class LSQR(AbstractSolver):
         # The recurrence's phibar drifted below the true residual: bidiagonalise again
         # from b - A x (the estimates anorm and ddnorm start afresh).
         sigma, _ = self._sigma(state)
-        return self._begin(a, x, r, state.lsq_rtol)._replace(sigma_min=sigma)
+        return self._begin(a, x, r, state.lsq_rtol)._replace(sigma_min=sigma, updates=state.updates)
 
     def _begin(self, a, x, u, lsq):
         xp = a.xp
@@ -129,7 +129,7 @@ class LSQR(AbstractSolver):
         arnorm = alpha * abs(s * phi)
         new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol,
                      push(state.coefficients, (state.alpha, beta)), state.sigma_min,
-                     (state.updates + (abs(phi / rho) * w_norm,))[-5:])
+                     record_update(state.updates, abs(phi / rho) * w_norm))
         least_squares = not self.fixed_budget and anorm > 0 and arnorm <= state.lsq_rtol * anorm * phibar
         return new, StepReport(phibar, least_squares=least_squares)
 
@@ -155,7 +155,7 @@ class LSQR(AbstractSolver):
         return {
             "sigma_min": sigma,
             "sigma_settled": settled,
-            "update_norms": state.updates,
+            "updates": state.updates,
             "residual_norm": state.phibar,
             "error_bound": krylov_error_bound(a, state.phibar),
             "info": info,
