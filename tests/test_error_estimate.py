@@ -113,3 +113,11 @@ def test_a_zero_right_hand_side_is_exact():
     J = rbpsolve.JacobianOperator(lambda u: 0.5 * u, like=np.zeros(3))
     res = rbpsolve.solve_adjoint(J, np.zeros(3), rbpsolve.GMRES())
     assert res.error_estimate == 0.0 and res.estimate_reliable and res.num_vjp == 0
+
+
+def test_a_krylov_budget_that_has_not_seen_a_near_singular_direction_is_not_optimistic():
+    # Found by hypothesis: rho(J) = 1.014, sigma_min(I - J^T) = 0.004. After 15 GMRES steps
+    # the last updates shrink, but earlier ones grew; the estimate was 20x below the truth.
+    W, g = _problem("normal", 5578)
+    ratio, reliable = estimate_ratios(W, g, {"GMRES(K=15)": rbpsolve.GMRES(max_steps=15, rtol=0.0)})["GMRES(K=15)"]
+    assert ratio <= 10 and not reliable
