@@ -20,6 +20,8 @@ __all__ = [
     "norm",
     "to_float",
     "to_numpy",
+    "to_host",
+    "transfer_count",
     "from_numpy",
     "describe_namespace",
 ]
@@ -69,18 +71,26 @@ def norm(xp, a):
 
 
 def to_float(x) -> float:
-    """A 0-d array (or Python number) as a Python float: one host synchronisation."""
-    if isinstance(x, (int, float)):
+    """A 0-d array (or Python number) as a Python float: one host transfer.
+
+    numpy's float64 scalars subclass float, but stand for a device value here (a numpy
+    reduction's result): they count as a transfer, like the 0-d arrays of other libraries.
+    """
+    if type(x) in _PYTHON_NUMBERS:
         return float(x)
-    if array_api_compat.is_torch_array(x):
-        return float(x.detach().item())
-    return float(x)
+    return to_host(None, x)[0]
 
 
 def to_numpy(x) -> np.ndarray:
-    """A copy of ``x`` on the host as a numpy array (used by diagnostics and scipy interop)."""
+    """A copy of ``x`` on the host as a numpy array (used by diagnostics and scipy interop):
+    one host transfer (counted, see :func:`transfer_count`)."""
     if isinstance(x, np.ndarray):
         return x
+    _Transfers.count += 1
+    return _host_copy(x)
+
+
+def _host_copy(x) -> np.ndarray:
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     if array_api_compat.is_cupy_array(x):
@@ -97,12 +107,83 @@ def is_real_floating(xp, dtype) -> bool:
     return xp.isdtype(dtype, "real floating")
 
 
-def finite_or_nan(value: float) -> bool:
-    return math.isfinite(value)
-
-
 def to_floats(xp, *scalars) -> list[float]:
     """Several 0-d arrays as Python floats with a single host transfer."""
-    if all(isinstance(v, (np.ndarray, np.generic)) for v in scalars):
-        return [float(v) for v in scalars]
-    return [float(v) for v in to_numpy(xp.stack(scalars))]
+    return to_host(xp, *scalars)
+
+
+class _Transfers:
+    """How many times rbpsolve moved values from arrays to Python (see :func:`to_host`)."""
+
+    count = 0
+
+
+def transfer_count() -> int:
+    """The number of host transfers rbpsolve has made so far in this process.
+
+    Every value the core moves from an array to Python goes through :func:`to_host`,
+    which counts one transfer a call: on a GPU each is a synchronisation with the device.
+    Tests read the difference around a solve.
+    """
+    return _Transfers.count
+
+
+_PYTHON_NUMBERS = (float, int, bool)
+
+
+def to_host(xp, *values) -> list[float]:
+    """0-d or 1-d arrays (and Python numbers) as one flat list of Python floats.
+
+    One host transfer for all of them: the arrays are concatenated on their device
+    (booleans and other dtypes cast to the first floating dtype among them) and moved
+    together. Python numbers pass through without a transfer.
+    """
+    arrays = [v for v in values if type(v) not in _PYTHON_NUMBERS]
+    if not arrays:
+        return [float(v) for v in values]
+    _Transfers.count += 1
+    if all(type(v) is np.float64 or type(v) is np.bool_ or type(v) is np.ndarray for v in arrays):
+        # Host memory already: numpy's scalars and arrays need no copy, only unpacking.
+        if all(type(v) is not np.ndarray or v.ndim == 0 for v in arrays):
+            return [float(v) for v in values]
+        moved = iter(np.concatenate([np.reshape(np.asarray(v, dtype=np.float64), (-1,)) for v in arrays]).tolist())
+    elif len(arrays) == 1 and not arrays[0].shape and array_api_compat.is_torch_array(arrays[0]):
+        moved = iter((arrays[0].item(),))  # one value: no concatenation
+    else:
+        xp = xp if xp is not None else namespace(*arrays)
+        floating = next((v.dtype for v in arrays if xp.isdtype(v.dtype, "real floating")), None)
+        same = [v if floating is None or v.dtype == floating else xp.astype(v, floating) for v in arrays]
+        if all(not v.shape for v in same):
+            joined = xp.stack(same)  # 0-d values: one stack, no reshapes
+        else:
+            joined = xp.concat([xp.reshape(v, (-1,)) for v in same])
+        if array_api_compat.is_torch_array(joined):
+            moved = iter(joined.detach().tolist())  # one device-to-host copy
+        else:
+            moved = iter(_host_copy(joined).tolist())
+    out = []
+    for v in values:
+        if type(v) in _PYTHON_NUMBERS:
+            out.append(float(v))
+        else:
+            shape = getattr(v, "shape", ())
+            for _ in range(math.prod(shape) if shape else 1):
+                out.append(float(next(moved)))
+    return out
+
+
+def machine_eps(xp, dtype) -> float:
+    """The machine epsilon of ``dtype`` (no array allocated, nothing moved)."""
+    return float(xp.finfo(dtype).eps)
+
+
+def set_row(xp, matrix, index: int, row):
+    """``matrix`` with row ``index`` replaced by ``row``.
+
+    Written in place where the library allows it (numpy, torch, cupy: the same array is
+    returned); a functional update on immutable arrays (JAX: ``.at[].set``).
+    """
+    if array_api_compat.is_jax_array(matrix):
+        return matrix.at[index].set(row)
+    matrix[index, ...] = row
+    return matrix

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
 
 from . import _backend
 from ._algebra import IdentityMinus
@@ -29,44 +28,12 @@ from ._error_estimate import (
     successive_ratios,
     update_tail,
 )
+from ._protocol import Trace
 from ._solvers._common import krylov_error_bound
-from ._verify import LIMIT_FACTOR, series_not_converging, true_residual
+from ._steps import CallbackError, StepInfo, run_deferred, run_eager, settings
+from ._verify import series_not_converging, true_residual
 
 __all__ = ["iterate", "StepInfo", "CallbackError"]
-
-
-@dataclasses.dataclass(frozen=True)
-class StepInfo:
-    """What a callback sees after each step.
-
-    Attributes
-    ----------
-    step : int
-        The step just taken, from 1.
-    residual_norm : float
-        The norm the stopping test read at this step.
-    """
-
-    step: int
-    residual_norm: float
-    _solution: Callable[[], Any] = dataclasses.field(repr=False)
-
-    @property
-    def x(self):
-        """The current iterate (computed on demand: GMRES forms it from its basis)."""
-        return self._solution()
-
-
-class CallbackError(RuntimeError):
-    """The user's callback raised; the solve stopped. ``.step`` says when."""
-
-    def __init__(self, step: int, error: BaseException):
-        self.step = step
-        super().__init__(
-            f"the callback raised {type(error).__name__} at step {step}: {error}. "
-            "The solve was stopped; fix the callback (it receives an rbpsolve.StepInfo) "
-            "or return True from it to stop early on purpose"
-        )
 
 
 def iterate(solver, a, b, x0, *, callback=None) -> Result:
@@ -128,138 +95,72 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     b_norm = None if b is None else _backend.to_float(_backend.norm(xp, b))
     tol = atol if b_norm is None else max(rtol * b_norm, atol)
     linear = b is not None
-    verify = getattr(solver, "verify", None)
+    s = settings(solver, tol, rtol, atol, linear)
+    # A fixed budget decides nothing before its end: its steps run without a transfer.
+    deferred = solver.fixed_budget and callback is None
+    state = solver.init(a, b, x0, tol, deferred=deferred)
+    run = run_deferred(solver, a, b, state, s) if deferred else run_eager(solver, a, b, state, s, callback)
+    status, history = run.status, run.history
+    verify = s.verify
 
-    state = solver.init(a, b, x0, tol)
-    history: list[float] = []
-    best_residual = math.inf
-    best_state = state
-    best_steps = 0  # how many steps best_state had taken
-    status = None
-    checked = None  # (x, residual, floor) of a verification of the returned iterate
-    floor_seen = None  # the rounding floor of the last residual a solver verified itself
-    k = 0
-    while k < solver.max_steps:
-        k += 1
-        previous = state
-        state, report = solver.step(a, b, state)
-        residual = float(report.residual)
-        history.append(residual)
-        if report.floor is not None:
-            floor_seen = report.floor
-        stop = False
-        if callback is not None:
-            stop = _call(callback, k, residual, _solution_of(solver, a, b, state))
-        if not math.isfinite(residual):
-            status = Status.NONFINITE
-            break
-        # The residual of FixedPoint/Neumann belongs to the previous iterate.
-        if residual < best_residual:
-            best_residual = residual
-            best_state = previous if solver.residual_lags else state
-            best_steps = k - 1 if solver.residual_lags else k
-        step_tol = tol if report.scale is None else max(rtol * float(report.scale), atol)
-        if residual <= step_tol:
-            if not linear or verify is False or report.verified:
-                status = Status.CONVERGED
-                break
-            if step_tol == 0.0 and not verify:
-                # A fixed budget ended by an exactly zero update or recurrence residual:
-                # later steps would change nothing. It keeps its product count and claims
-                # no tolerance.
-                status = Status.BUDGET_SPENT
-                break
-            # A claim from a recurrence (or about the previous iterate): check the returned
-            # x itself before saying CONVERGED.
-            x = solver.solution(a, b, state)
-            r, true, floor = true_residual(a, b, x)
-            checked = (x, true, floor)
-            if true <= step_tol:
-                status = Status.CONVERGED
-                break
-            if not math.isfinite(true):
-                checked = None  # hand back the best finite iterate, as every failure does
-                status = Status.NONFINITE
-                break
-            if step_tol == 0.0:
-                # A fixed budget ended early by an exactly zero recurrence residual: further
-                # steps would change nothing, but the true residual is not zero.
-                status = Status.BUDGET_SPENT
-                break
-            if step_tol < floor and true <= LIMIT_FACTOR * floor:
-                # A tolerance below the rounding floor, and a residual at that floor.
-                status = Status.ACCURACY_LIMIT
-                break
-            checked = None
-            state = solver.restart(a, b, state, x, r)
-        elif (report.verified and report.floor is not None and 0.0 < step_tol < report.floor
-              and residual <= LIMIT_FACTOR * report.floor):
-            # A verified residual at the rounding floor, above a tolerance below that floor.
-            status = Status.ACCURACY_LIMIT
-            break
-        if report.least_squares:
-            status = Status.LEAST_SQUARES
-            break
-        if report.breakdown:
-            status = Status.BREAKDOWN
-            break
-        if solver.can_diverge and residual > solver.divergence_factor * best_residual:
-            status = Status.DIVERGED
-            break
-        if report.done:
-            status = Status.BUDGET_SPENT
-            break
-        if stop:
-            status = Status.STOPPED
-            break
-    else:
-        status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
-
-    series_norms = _series_norms(solver, state, history)
+    series_norms = _series_norms(solver, run.state, history)
     if status is Status.BUDGET_SPENT and _diverging_series(solver, series_norms, eps):
         status = Status.DIVERGED
 
     # Failures hand back the best iterate seen, not the one that blew up.
-    final_state = state if status in (Status.CONVERGED, Status.BUDGET_SPENT, Status.MAX_STEPS,
-                                      Status.STOPPED, Status.LEAST_SQUARES, Status.ACCURACY_LIMIT) else best_state
-    extra = solver.finish(a, b, final_state)
-    info = dict(extra.get("info", {}))
-    residual_norm = extra.get("residual_norm")
-    kind = extra.get("residual_kind", solver.residual_kind if linear else None)
-    if floor_seen is not None and kind == "verified":
-        info["attainable"] = floor_seen
-    if checked is not None:
-        x, residual_norm, floor = checked
+    failed = status not in (Status.CONVERGED, Status.BUDGET_SPENT, Status.MAX_STEPS,
+                            Status.STOPPED, Status.LEAST_SQUARES, Status.ACCURACY_LIMIT)
+    if failed and run.best_state is not None:
+        final_state, taken = run.best_state, run.best_steps
+    else:
+        final_state, taken = run.state, len(history)
+    trace = Trace(history[:taken], run.records[:taken], tuple(run.restarts))
+    fin = solver.finish(a, b, final_state, trace)
+    info = dict(fin.info)
+    residual_norm = fin.residual_norm
+    kind = fin.residual_kind or (solver.residual_kind if linear else None)
+    if run.floor_seen is not None and kind == "verified":
+        info["attainable"] = run.floor_seen
+    if run.checked is not None:
+        x, residual_norm, floor = run.checked
         kind = "verified"
         info["attainable"] = floor
     else:
-        x = solver.solution(a, b, final_state)
+        if failed and run.best_x is not None:
+            # A fixed budget read afterwards: the best iterate was kept on the device.
+            x = run.best_x
+            if linear and math.isfinite(run.best_residual):
+                residual_norm = run.best_residual
+        else:
+            x = solver.solution(a, b, final_state)
         if linear and residual_norm is None and kind == "previous iterate":
-            residual_norm = _lagging_residual(solver, final_state, history, best_residual, status)
+            residual_norm = _lagging_residual(solver, final_state, history, run.best_residual, status)
         if linear and verify and kind != "verified" and bool(xp.all(xp.isfinite(x))):
             _, residual_norm, info["attainable"] = true_residual(a, b, x)
             kind = "verified"
     if status.ok and not bool(xp.all(xp.isfinite(x))):
         status = Status.NONFINITE
-    error_bound = extra.get("error_bound")
-    if "sigma_min" in extra and kind == "verified" and error_bound is not None:
+    error_bound = fin.error_bound
+    if fin.sigma_min is not None and kind == "verified" and error_bound is not None:
         # A Krylov bound ||A^{-1}|| ||r|| on the recomputed residual, not the recurrence's.
         error_bound = krylov_error_bound(a, residual_norm)
     observed = _contradicted_norm_bound(a, series_norms)
-    if observed is None and "sigma_min" in extra:
-        observed = _contradicted_by_krylov(a, extra["sigma_min"])
+    if observed is None and fin.sigma_min is not None:
+        observed = _contradicted_by_krylov(a, fin.sigma_min)
     if observed is not None:
         # The declared ||J|| <= q is false: every bound derived from it is void.
         error_bound = None
         info["norm_bound_contradicted"] = observed
-    if "series_terms" in extra:
+    series = None
+    if fin.series_terms is not None:
         # The norms up to the returned iterate (the best one, after a failure).
-        taken = len(history) if final_state is state else best_steps
         recent = _series_norms(solver, final_state, history[:taken])[-4:]
-        extra.update(series_estimate(xp, *extra["series_terms"], recent))
-        extra["error_estimate"] += extra.get("estimate_offset", 0.0)
-        info["observed_factor"] = extra.get("observed_factor")
-    estimate, reliable = _estimate(extra, residual_norm, status, history, linear, error_bound)
+        series = series_estimate(xp, *fin.series_terms, recent)
+        series["error_estimate"] += fin.estimate_offset
+        info["observed_factor"] = series.get("observed_factor")
+    if not linear:
+        info["num_evaluations"] = counter.evaluations
+    estimate, reliable = _estimate(fin, series, residual_norm, status, history, linear, error_bound)
     if math.isfinite(estimate):
         # Rounding: no product of precision eps resolves x better than about eps * ||x||
         # (the figures above see only the truncation; this term matters in float16/bfloat16).
@@ -272,7 +173,7 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         num_vjp=counter.vjp,
         num_jvp=counter.jvp,
         residual_norm=residual_norm,
-        b_norm=extra.get("b_norm", b_norm),
+        b_norm=run.last_scale if run.last_scale is not None else b_norm,
         error_bound=error_bound,
         solver=solver,
         info=info,
@@ -282,20 +183,20 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     )
 
 
-def _estimate(extra, residual_norm, status, history, linear, error_bound):
+def _estimate(fin, series, residual_norm, status, history, linear, error_bound):
     """``(error_estimate, estimate_reliable)`` of the returned x (see :mod:`rbpsolve._error_estimate`)."""
     if status in (Status.NONFINITE, Status.DIVERGED):
         estimate, reliable = math.inf, False
-    elif "sigma_min" in extra:
-        estimate, reliable = krylov_estimate(residual_norm, extra["sigma_min"], extra["sigma_settled"])
+    elif fin.sigma_min is not None:
+        estimate, reliable = krylov_estimate(residual_norm, fin.sigma_min, fin.sigma_settled)
         # An unconverged Krylov space (a fixed budget, the step limit) has often not yet
         # found A's smallest singular value: sigma_min(P) may be far above it. The iterates'
         # own movement is a second, independent figure; take the larger.
         if status is not Status.CONVERGED:
             reliable = False
-            estimate = max(estimate, update_tail(extra.get("updates", (None, None))), stagnation(history))
-    elif "error_estimate" in extra:
-        estimate, reliable = extra["error_estimate"], extra["estimate_reliable"]
+            estimate = max(estimate, update_tail(fin.updates), stagnation(history))
+    elif series is not None:
+        estimate, reliable = series["error_estimate"], series["estimate_reliable"]
     elif not linear:
         estimate, reliable = _forward_estimate(history, status)
     else:
@@ -381,34 +282,3 @@ def _lagging_residual(solver, state, history, best_residual, status):
     if status in (Status.DIVERGED, Status.NONFINITE, Status.BREAKDOWN):
         return best_residual if math.isfinite(best_residual) else None
     return history[-1]
-
-
-def _call(callback, step, residual, solution):
-    """Run the user's callback; True (any truthy scalar) asks to stop."""
-    info = StepInfo(step, residual, solution)
-    try:
-        answer = callback(info)
-    except Exception as error:
-        raise CallbackError(step, error) from error
-    if answer is None or isinstance(answer, bool):
-        return bool(answer)
-    shape = getattr(answer, "shape", None)
-    if isinstance(answer, (list, tuple)):
-        shape = (len(answer),)
-    if shape is not None and math.prod(shape) != 1:
-        raise CallbackError(
-            step,
-            TypeError(
-                f"it returned a {type(answer).__name__} of shape {tuple(shape)}; return True to stop, False or None to go on "
-                "(e.g. `return bool(info.residual_norm < 1e-6)`)"
-            ),
-        )
-    try:
-        # A callback may well return a numpy or torch boolean, or a 0-d array.
-        return bool(answer)
-    except Exception as error:
-        raise CallbackError(step, TypeError(f"its answer {answer!r} is not True/False/None ({error})")) from error
-
-
-def _solution_of(solver, a, b, state):
-    return lambda: solver.solution(a, b, state)

@@ -16,13 +16,15 @@ __all__ = ["ProductCounter", "check_not_matrix", "check_norm_bound"]
 
 
 class ProductCounter:
-    """Counts forward (``J v``, "jvp") and transpose (``J^T u``, "vjp") leaf products."""
+    """Counts forward (``J v``, "jvp") and transpose (``J^T u``, "vjp") leaf products, and
+    evaluations of a forward solver's map ``F``: the loop's one counter of work."""
 
-    __slots__ = ("jvp", "vjp")
+    __slots__ = ("jvp", "vjp", "evaluations")
 
     def __init__(self):
         self.jvp = 0
         self.vjp = 0
+        self.evaluations = 0
 
 
 def check_not_matrix(array, name: str) -> None:

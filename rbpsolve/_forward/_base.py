@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .. import _backend
+from .._protocol import AbstractIterativeSolver
 from .._space import _Space
-from .._solvers._base import check_settings
 
 __all__ = ["AbstractForwardSolver"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class AbstractForwardSolver:
-    """Settings shared by the solvers of ``h = F(h)``.
+class AbstractForwardSolver(AbstractIterativeSolver):
+    """Settings shared by the solvers of ``h = F(h)``: the common protocol
+    (:class:`~rbpsolve._protocol.AbstractIterativeSolver`) with ``a`` the map ``F`` and
+    ``b`` None.
 
     Parameters
     ----------
@@ -35,7 +37,9 @@ class AbstractForwardSolver:
     The checks are those of the linear solvers (:class:`~rbpsolve.AbstractSolver`): a
     negative tolerance or ``max_steps < 1`` fails at construction. Forward solvers are
     a separate family so that passing one to ``solve_adjoint`` (or a linear solver to
-    ``fixed_point``) is an error that names the mix-up.
+    ``fixed_point``) is an error that names the mix-up. Each step reports the scale of
+    its test, ``norm(F(h_k))`` (``StepReport.scale``); the loop counts the evaluations
+    of ``F`` (``Result.info["num_evaluations"]``).
     """
 
     max_steps: int = 1000
@@ -43,49 +47,23 @@ class AbstractForwardSolver:
     atol: float = 0.0
     divergence_factor: float = 1e4
 
-    # What the loop reads: the residual of a step belongs to the iterate the step
-    # started from (F(h_k) - h_k), and a forward iteration can diverge.
+    # The residual of a step belongs to the iterate the step started from
+    # (F(h_k) - h_k), and a forward iteration can diverge.
     residual_lags: ClassVar[bool] = True
     can_diverge: ClassVar[bool] = True
-
-    def __post_init__(self):
-        check_settings(self)
-
-    @property
-    def fixed_budget(self) -> bool:
-        return self.rtol == 0 and self.atol == 0
-
-    # The protocol of the linear solvers, with `a` the map F and `b` None.
-    def init(self, a, b, x0, tol: float) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def step(self, a, b, state):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def solution(self, a, b, state):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def finish(self, a, b, state) -> dict:
-        """``num_evaluations`` of ``F`` and ``b_norm``, the scale of the last test."""
-        out = {"info": {"num_evaluations": a.evaluations}}
-        if a.last_scale is not None:
-            out["b_norm"] = a.last_scale
-        return out
 
 
 class Map:
     """The user's ``F`` with the metadata the loop reads, checking each output.
 
-    Like the operators' product counters, :meth:`with_counter` gives a copy for one
-    solve that counts evaluations of ``F`` and keeps the last scale ``norm(F(h_k))`` a
-    step reported (the loop's own counter, of VJPs and JVPs, stays at zero).
+    Like the operators, :meth:`with_counter` gives a copy for one solve that counts its
+    evaluations of ``F`` in the loop's counter.
     """
 
-    def __init__(self, F, space: _Space):
+    def __init__(self, F, space: _Space, counter=None):
         self._F = F
         self.in_space = space
-        self.evaluations = 0
-        self.last_scale = None
+        self._counter = counter
 
     @property
     def xp(self):
@@ -100,13 +78,14 @@ class Map:
         return self.in_space.shape
 
     def with_counter(self, counter):
-        fresh = Map(self._F, self.in_space)
+        fresh = Map(self._F, self.in_space, counter)
         if hasattr(self, "product_eps"):
             fresh.product_eps = self.product_eps
         return fresh
 
     def __call__(self, h):
-        self.evaluations += 1
+        if self._counter is not None:
+            self._counter.evaluations += 1
         out = self._F(h)
         space = self.in_space
         if out is h:

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _backend
-from .._solvers._base import StepReport
+from .._protocol import StepReport
 from ._base import AbstractForwardSolver
 
 __all__ = ["Anderson"]
@@ -103,7 +103,7 @@ class Anderson(AbstractForwardSolver):
             if not (lam >= 0 and math.isfinite(lam)):
                 raise ValueError(f"regularization must be a finite number >= 0; got {lam}")
 
-    def init(self, a, b, x0, tol):
+    def init(self, a, b, x0, tol, *, deferred=False):
         return _State(x0, None, None, (), (), np.zeros((0, 0)))
 
     def step(self, a, b, state):
@@ -123,7 +123,6 @@ class Anderson(AbstractForwardSolver):
             scalars += [_backend.vdot(xp, dG[-1], c) for c in dG] + [_backend.vdot(xp, g, c) for c in dG]
         values = _backend.to_floats(xp, *scalars)  # the step's one host transfer
         residual, scale = values[0], values[1]
-        a.last_scale = scale
         beta = float(self.mixing)
         x_new = x + beta * g
         if m:

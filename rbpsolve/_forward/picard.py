@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, NamedTuple
 
 from .. import _backend
-from .._solvers._base import StepReport
+from .._protocol import StepReport
 from ._base import AbstractForwardSolver
 
 __all__ = ["Picard"]
@@ -38,7 +38,8 @@ class Picard(AbstractForwardSolver):
     -----
     ``Result.history`` holds ``norm(h_{k+1} - h_k)`` per step, the convergence curve of
     Fig. 1c and 3c of Liao et al. (2018). Each step costs one evaluation of ``F``
-    (``Result.info["num_evaluations"]``) and one host read of two norms. Converges for
+    (``Result.info["num_evaluations"]``); its two norms reach the host in the loop's one
+    transfer a step (none until the end of a fixed budget). Converges for
     every start when ``F`` is a contraction, and near ``h*`` when the spectral radius of
     ``dF/dh`` there is below 1; otherwise it diverges or cycles (Anderson may still work).
     ``Result.b_norm`` is ``norm(F(h_k))`` of the last test, the scale of ``rtol``. A
@@ -52,14 +53,14 @@ class Picard(AbstractForwardSolver):
     ('CONVERGED', 0.739085)
     """
 
-    def init(self, a, b, x0, tol):
+    def init(self, a, b, x0, tol, *, deferred=False):
         return _State(x0)
 
     def step(self, a, b, state):
         xp = a.xp
         h_new = a(state.h)
-        residual, scale = _backend.to_floats(xp, _backend.norm(xp, h_new - state.h), _backend.norm(xp, h_new))
-        a.last_scale = scale
+        # Both norms stay on the device: the loop reads them in its one transfer.
+        residual, scale = _backend.norm(xp, h_new - state.h), _backend.norm(xp, h_new)
         return _State(h_new), StepReport(residual, scale=scale)
 
     def solution(self, a, b, state):

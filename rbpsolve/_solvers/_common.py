@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import _backend
 
 
@@ -27,8 +25,20 @@ def check_lsq_rtol(value) -> None:
 
 
 def default_lsq_rtol(a) -> float:
-    eps = float(np.finfo(_backend.to_numpy(a.out_space.zeros()).dtype).eps)
-    return max(1e-10, 100.0 * eps)
+    return max(1e-10, 100.0 * _backend.machine_eps(a.xp, a.out_space.dtype))
+
+
+def quotient(xp, numerator, denominator):
+    """``numerator / denominator`` on the device, 0 where the denominator is not positive
+    (zero, negative or NaN): a recurrence step of length 0 rather than a division by zero.
+
+    A step that has nothing to divide by then leaves its iterate unchanged; the loop
+    learns why from the flags the step reports.
+    """
+    if isinstance(denominator, (int, float)):  # a value already on the host
+        return numerator / denominator if denominator > 0 else 0.0 * numerator
+    positive = denominator > 0
+    return xp.where(positive, numerator / xp.where(positive, denominator, 1.0), 0.0)
 
 
 def krylov_error_bound(a, residual_norm):
@@ -37,3 +47,12 @@ def krylov_error_bound(a, residual_norm):
     if inverse is None or residual_norm is None:
         return None
     return inverse * residual_norm
+
+
+def nonzero(xp, value):
+    """``value`` with an exact zero replaced by one: a divisor that gives a step of length
+    zero where the numerator is zero too (a finished recurrence), in one device operation.
+    NaN stays NaN, so a non-finite product still shows."""
+    if isinstance(value, (int, float)):
+        return value if value != 0 else 1.0
+    return xp.where(value == 0, 1.0, value)

@@ -7,27 +7,22 @@ import math
 from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
-from ._base import AbstractSolver, StepReport
-from .._error_estimate import combine_sigma, lanczos_sigma_min, push, record_update, unroll
-from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
+from ._base import AbstractSolver, Finish, StepReport
+from .._error_estimate import combine_sigma, lanczos_sigma_min, record_update
+from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, start
 
 __all__ = ["CGNE"]
 
 
 class _State(NamedTuple):
+    # Scalars are 0-d arrays on the state's device: a step moves nothing to the host.
     x: Any
     r: Any  # b - A x, by recurrence
     s: Any  # A^T r
     p: Any
-    gamma: float  # ||s||^2
-    r_norm: float
-    anorm: float  # running lower estimate of ||A||
+    gamma: Any  # ||s||^2
+    r_norm: Any
     lsq_rtol: float
-    # CG's step lengths alpha_j and ratios beta_j = gamma_{j+1} / gamma_j (host), for the
-    # Lanczos matrix of A^T A: a chain of pairs (see _error_estimate.push)
-    coefficients: tuple = ()
-    sigma_min: float = math.inf  # from the CG runs before a restart
-    updates: tuple = (None, None)  # (last ||x_k - x_{k-1}||, largest ratio of them): record_update
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -74,66 +69,77 @@ class CGNE(AbstractSolver):
         super().__post_init__()
         check_lsq_rtol(self.lsq_rtol)
 
-    def init(self, a, b, x0, tol):
+    def init(self, a, b, x0, tol, *, deferred=False):
         x, r = start(a, b, x0)
         lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
-        return self._begin(a, x, r, 0.0, lsq)
+        return self._begin(a, x, r, lsq)
 
     def restart(self, a, b, state, x, r):
-        # The recurrence for r drifted from b - A x: start CG again from the true residual.
-        sigma, _ = self._sigma(state)
-        return self._begin(a, x, r, state.anorm, state.lsq_rtol)._replace(sigma_min=sigma, updates=state.updates)
+        # The recurrence for r drifted from b - A x: start CG again from the true residual
+        # (the loop marks the restart in the trace: the coefficients start a new chain).
+        return self._begin(a, x, r, state.lsq_rtol)
 
-    def _begin(self, a, x, r, anorm, lsq):
+    def _begin(self, a, x, r, lsq):
         xp = a.xp
         s = a.rmv(r)
-        gamma, r_norm2 = _backend.to_floats(xp, _backend.vdot(xp, s, s), _backend.vdot(xp, r, r))
-        return _State(x, r, s, s, gamma, math.sqrt(r_norm2), anorm, lsq)
+        return _State(x, r, s, s, _backend.vdot(xp, s, s), _backend.norm(xp, r), lsq)
 
     def step(self, a, b, state):
+        # The vectors and the raw inner products, on the device; the scalar logic is in
+        # `judge`, on the host. A finished recurrence (gamma = 0: p = 0, delta = 0) takes
+        # a step of length zero; a breakdown (delta = 0 < gamma) is flagged there, and
+        # the loop keeps the state the step started from.
         xp = a.xp
-        if state.gamma == 0.0:
-            # A^T r = 0: x already solves the (least-squares) problem.
-            return state, StepReport(state.r_norm, least_squares=state.r_norm > 0)
         q = a.mv(state.p)
-        delta = _backend.to_float(_backend.vdot(xp, q, q))
-        if not delta > 0:
-            return state, StepReport(state.r_norm if delta == 0 else math.nan, breakdown=True)
-        alpha = state.gamma / delta
+        delta = _backend.vdot(xp, q, q)
+        alpha = state.gamma / nonzero(xp, delta)
         x = state.x + alpha * state.p
         r = state.r - alpha * q
         s = a.rmv(r)
-        gamma, r_norm2, p_norm2 = _backend.to_floats(
-            xp, _backend.vdot(xp, s, s), _backend.vdot(xp, r, r), _backend.vdot(xp, state.p, state.p)
-        )
-        r_norm = math.sqrt(r_norm2)
-        p = s + (gamma / state.gamma) * state.p
-        # ||A p|| / ||p|| is a lower bound on ||A||; skip it when ||p||^2 underflows to zero
-        # (float32 with a tiny direction), which would otherwise divide by zero.
-        anorm = max(state.anorm, math.sqrt(delta / p_norm2)) if p_norm2 > 0 else state.anorm
-        least_squares = not self.fixed_budget and math.sqrt(gamma) <= state.lsq_rtol * anorm * r_norm
-        new = _State(x, r, s, p, gamma, r_norm, anorm, state.lsq_rtol,
-                     push(state.coefficients, (alpha, gamma / state.gamma)), state.sigma_min,
-                     record_update(state.updates, alpha * math.sqrt(p_norm2)))
-        return new, StepReport(r_norm, least_squares=least_squares)
+        gamma = _backend.vdot(xp, s, s)
+        r_norm = _backend.norm(xp, r)
+        beta = gamma / nonzero(xp, state.gamma)
+        p = s + beta * state.p
+        records = (state.gamma, state.r_norm, delta, gamma, _backend.vdot(xp, state.p, state.p), alpha, beta,
+                   state.lsq_rtol)
+        return _State(x, r, s, p, gamma, r_norm, state.lsq_rtol), StepReport(r_norm, records=records)
+
+    def judge(self, report, anorm):
+        gamma_old, r_old, delta, gamma, p_norm2, alpha, beta, lsq = report.records
+        anorm = anorm or 0.0
+        finished = gamma_old == 0  # A^T r = 0 already: x solves the (least-squares) problem
+        moved = delta > 0
+        if moved and p_norm2 > 0:
+            # ||A p|| / ||p|| is a lower bound on ||A||; skipped where ||p||^2 underflows to
+            # zero (float32 with a tiny direction).
+            anorm = max(anorm, math.sqrt(delta / p_norm2))
+        r_norm = report.residual
+        residual = r_old if (finished or delta == 0) else (r_norm if moved else math.nan)
+        least_squares = finished and r_old > 0
+        if not self.fixed_budget and not finished:
+            least_squares = math.sqrt(gamma) <= lsq * anorm * r_norm
+        step = alpha * math.sqrt(p_norm2) if math.isfinite(alpha * p_norm2) else math.nan
+        report = report._replace(residual=residual, breakdown=not finished and not moved,
+                                 least_squares=least_squares, records=(alpha, beta, step, anorm, gamma))
+        return report, anorm
 
     def solution(self, a, b, state):
         return state.x
 
-    @staticmethod
-    def _sigma(state) -> tuple[float, bool]:
-        """sqrt(lambda_min) of CG's Lanczos matrix of A^T A (>= sigma_min(A)), and whether it settled."""
-        st, ra = unroll(state.coefficients)
-        return combine_sigma([lanczos_sigma_min(st[:-1], ra[:-1]), lanczos_sigma_min(st, ra)] if st else [],
-                             state.sigma_min)
-
-    def finish(self, a, b, state):
-        sigma, settled = self._sigma(state)
-        return {
-            "sigma_min": sigma,
-            "sigma_settled": settled,
-            "updates": state.updates,
-            "residual_norm": state.r_norm,
-            "error_bound": krylov_error_bound(a, state.r_norm),
-            "info": {"anorm": state.anorm, "arnorm": math.sqrt(state.gamma)},
-        }
+    def finish(self, a, b, state, trace):
+        sigma, settled, updates = math.inf, False, (None, None)
+        for segment in trace.segments():
+            # CG's step lengths alpha_j and ratios beta_j = gamma_{j+1} / gamma_j give the
+            # Lanczos matrix of A^T A; each restart begins a new one.
+            steps, ratios = [r[0] for r in segment], [r[1] for r in segment]
+            pair = [lanczos_sigma_min(steps[:-1], ratios[:-1]), lanczos_sigma_min(steps, ratios)] if steps else []
+            sigma, settled = combine_sigma(pair, sigma, settled)
+            for record in segment:
+                updates = record_update(updates, record[2])
+        if trace.records:
+            r_norm, (_, _, _, anorm, gamma) = trace.residuals[-1], trace.records[-1]
+        else:
+            anorm, (r_norm, gamma) = 0.0, _backend.to_floats(a.xp, state.r_norm, state.gamma)
+        return Finish(sigma_min=sigma, sigma_settled=settled, updates=updates, residual_norm=r_norm,
+                      error_bound=krylov_error_bound(a, r_norm),
+                      info={"anorm": anorm, "arnorm": math.sqrt(gamma)})

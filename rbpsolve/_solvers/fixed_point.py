@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 from .. import _backend
 from .._bounds import contraction_bound
 from .._algebra import iteration_operator
-from ._base import AbstractSolver, StepReport
+from ._base import AbstractSolver, Finish, StepReport
 
 __all__ = ["FixedPoint"]
 
@@ -16,7 +16,6 @@ __all__ = ["FixedPoint"]
 class _State(NamedTuple):
     x: Any
     x_is_zero: bool
-    update_norm: float | None
     update: Any = None  # x_k - x_{k-1}, and the update before it, for the error estimate
     previous_update: Any = None
 
@@ -65,10 +64,10 @@ class FixedPoint(AbstractSolver):
     residual_kind: ClassVar[str] = "previous iterate"
     series: ClassVar[bool] = True
 
-    def init(self, a, b, x0, tol):
+    def init(self, a, b, x0, tol, *, deferred=False):
         if x0 is None:
-            return _State(a.xp.zeros(b.shape, dtype=b.dtype, device=a.device), True, None)
-        return _State(x0, False, None)
+            return _State(a.xp.zeros(b.shape, dtype=b.dtype, device=a.device), True)
+        return _State(x0, False)
 
     def step(self, a, b, state):
         xp = a.xp
@@ -79,18 +78,17 @@ class FixedPoint(AbstractSolver):
         else:
             x_new = iteration_operator(a).mv(state.x) + b
             update = x_new - state.x
-        update_norm = _backend.to_float(_backend.norm(xp, update))
-        new = _State(x_new, False, update_norm, update, state.update)
-        return new, StepReport(update_norm)
+        new = _State(x_new, False, update, state.update)
+        return new, StepReport(_backend.norm(xp, update))
 
     def solution(self, a, b, state):
         return state.x
 
-    def finish(self, a, b, state):
-        return {
-            "error_bound": certificate(iteration_operator(a).norm_bound, state.update_norm),
-            "series_terms": (state.update, state.previous_update),
-        }
+    def finish(self, a, b, state, trace):
+        # The last update norm the loop read is this state's own.
+        update_norm = trace.residuals[-1] if trace.residuals else None
+        return Finish(error_bound=certificate(iteration_operator(a).norm_bound, update_norm),
+                      series_terms=(state.update, state.previous_update))
 
 
 def certificate(q: float | None, update_norm: float | None) -> float | None:

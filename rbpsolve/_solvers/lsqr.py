@@ -7,30 +7,25 @@ import math
 from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
-from ._base import AbstractSolver, StepReport
-from .._error_estimate import bidiagonal_sigma_min, combine_sigma, push, record_update, unroll
-from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, start
+from ._base import AbstractSolver, Finish, StepReport
+from .._error_estimate import bidiagonal_sigma_min, combine_sigma, record_update
+from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, start
 
 __all__ = ["LSQR"]
 
 
 class _State(NamedTuple):
+    # Scalars are 0-d arrays on the state's device: a step moves nothing to the host.
     x: Any
     u: Any
     v: Any
     w: Any
-    alpha: float
-    beta: float
-    rhobar: float
-    phibar: float
-    anorm: float
-    ddnorm: float
-    arnorm: float
+    alpha: Any
+    beta: Any
+    rhobar: Any
+    phibar: Any
     lsq_rtol: float
-    # (alpha_k, beta_{k+1}) of the bidiagonal B_k, a chain of pairs (see _error_estimate.push)
-    coefficients: tuple = ()
-    sigma_min: float = math.inf  # from bidiagonalisations before a restart
-    updates: tuple = (None, None)  # (last ||x_k - x_{k-1}||, largest ratio of them): record_update
+    fresh: bool = True  # no step taken since the bidiagonalisation (re)started
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,87 +71,92 @@ class LSQR(AbstractSolver):
         super().__post_init__()
         check_lsq_rtol(self.lsq_rtol)
 
-    def init(self, a, b, x0, tol):
+    def init(self, a, b, x0, tol, *, deferred=False):
         x, u = start(a, b, x0)
         lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
         return self._begin(a, x, u, lsq)
 
     def restart(self, a, b, state, x, r):
         # The recurrence's phibar drifted below the true residual: bidiagonalise again
-        # from b - A x (the estimates anorm and ddnorm start afresh).
-        sigma, _ = self._sigma(state)
-        return self._begin(a, x, r, state.lsq_rtol)._replace(sigma_min=sigma, updates=state.updates)
+        # from b - A x (the estimates anorm and ddnorm start afresh; the loop marks the
+        # restart in the trace, where a new bidiagonal begins).
+        return self._begin(a, x, r, state.lsq_rtol)
 
     def _begin(self, a, x, u, lsq):
         xp = a.xp
-        beta = _backend.to_float(_backend.norm(xp, u))
-        if beta > 0:
-            u = (1.0 / beta) * u
+        beta = _backend.norm(xp, u)
+        u = u / nonzero(xp, beta)
         v = a.rmv(u)
-        alpha = _backend.to_float(_backend.norm(xp, v))
-        if alpha > 0:
-            v = (1.0 / alpha) * v
-        return _State(x, u, v, v, alpha, beta, alpha, beta, 0.0, 0.0, alpha * beta, lsq)
+        alpha = _backend.norm(xp, v)
+        v = v / nonzero(xp, alpha)
+        return _State(x, u, v, v, alpha, beta, alpha, beta, lsq)
 
     def step(self, a, b, state):
+        # The vectors, the norms and the plane rotation, on the device; the running
+        # estimates and the stopping flags are in `judge`, on the host. Where the rotation
+        # has nothing to turn (rho = 0: a finished or broken-down recurrence) it is taken
+        # as c = 0, s = 1, which changes neither x nor phibar.
         xp = a.xp
-        if state.alpha == 0.0 or state.beta == 0.0:
-            # A^T r = 0 (or r = 0): x solves the least-squares problem already.
-            return state, StepReport(state.phibar, least_squares=state.phibar > 0)
-        alpha, beta, v = state.alpha, state.beta, state.v
-        u = a.mv(v) - alpha * state.u
-        beta, w_norm = _backend.to_floats(xp, _backend.norm(xp, u), _backend.norm(xp, state.w))
-        anorm = state.anorm
-        if beta > 0:
-            u = (1.0 / beta) * u
-            anorm = math.sqrt(anorm**2 + alpha**2 + beta**2)
-            v = a.rmv(u) - beta * v
-            alpha = _backend.to_float(_backend.norm(xp, v))
-            if alpha > 0:
-                v = (1.0 / alpha) * v
+        u = a.mv(state.v) - state.alpha * state.u
+        beta = _backend.norm(xp, u)
+        w_norm = _backend.norm(xp, state.w)
+        u = u / nonzero(xp, beta)
+        v = a.rmv(u) - beta * state.v
+        alpha = _backend.norm(xp, v)
+        v = v / nonzero(xp, alpha)
         # A plane rotation eliminates the subdiagonal beta of the bidiagonal.
-        rho = math.hypot(state.rhobar, beta)
-        if not rho > 0:
-            return state, StepReport(state.phibar if rho == 0 else math.nan, breakdown=True)
-        c, s = state.rhobar / rho, beta / rho
-        theta = s * alpha
-        rhobar = -c * alpha
+        rho = xp.hypot(state.rhobar, beta)
+        divisor = nonzero(xp, rho)
+        c = state.rhobar / divisor
+        s = xp.where(rho == 0, 1.0, beta / divisor)
         phi = c * state.phibar
         phibar = s * state.phibar
-        x = state.x + (phi / rho) * state.w
-        w = v - (theta / rho) * state.w
-        ddnorm = state.ddnorm + (w_norm / rho) ** 2
+        step_length = phi / divisor
+        x = state.x + step_length * state.w
+        w = v - ((s * alpha) / divisor) * state.w
+        new = _State(x, u, v, w, alpha, beta, -c * alpha, phibar, state.lsq_rtol, False)
+        records = (state.alpha, state.beta, state.phibar, beta, alpha, rho, phi, step_length, w_norm, s,
+                   state.lsq_rtol, state.fresh)
+        return new, StepReport(phibar, records=records)
+
+    def judge(self, report, memo):
+        alpha_old, beta_old, phibar_old, beta, alpha, rho, phi, step_length, w_norm, s, lsq, fresh = report.records
+        anorm, ddnorm = (0.0, 0.0) if (memo is None or fresh) else memo
+        finished = alpha_old == 0 or beta_old == 0  # A^T r = 0 (or r = 0): x is a least-squares solution
+        if beta > 0:
+            anorm = math.sqrt(anorm**2 + alpha_old**2 + beta**2)
+        if rho > 0:
+            ddnorm += (w_norm / rho) ** 2
         arnorm = alpha * abs(s * phi)
-        new = _State(x, u, v, w, alpha, beta, rhobar, phibar, anorm, ddnorm, arnorm, state.lsq_rtol,
-                     push(state.coefficients, (state.alpha, beta)), state.sigma_min,
-                     record_update(state.updates, abs(phi / rho) * w_norm))
-        least_squares = not self.fixed_budget and anorm > 0 and arnorm <= state.lsq_rtol * anorm * phibar
-        return new, StepReport(phibar, least_squares=least_squares)
+        phibar = report.residual
+        residual = phibar_old if (finished or rho == 0) else (phibar if rho > 0 else math.nan)
+        least_squares = finished and phibar_old > 0
+        if not self.fixed_budget and not finished:
+            least_squares = anorm > 0 and arnorm <= lsq * anorm * phibar
+        records = (alpha_old, beta, abs(step_length) * w_norm, anorm, ddnorm, arnorm)
+        report = report._replace(residual=residual, breakdown=not finished and not rho > 0,
+                                 least_squares=least_squares, records=records)
+        return report, (anorm, ddnorm)
 
     def solution(self, a, b, state):
         return state.x
 
-    @staticmethod
-    def _sigma(state) -> tuple[float, bool]:
-        """sigma_min of B_k (>= sigma_min(A): A V_k = U_{k+1} B_k), and whether it settled."""
-        d, e = unroll(state.coefficients)
-        return combine_sigma([bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else [],
-                             state.sigma_min)
-
-    def finish(self, a, b, state):
-        xnorm = _backend.to_float(_backend.norm(a.xp, state.x))
-        info = {
-            "anorm": state.anorm,
-            "acond": state.anorm * math.sqrt(state.ddnorm),
-            "arnorm": state.arnorm,
-            "xnorm": xnorm,
-        }
-        sigma, settled = self._sigma(state)
-        return {
-            "sigma_min": sigma,
-            "sigma_settled": settled,
-            "updates": state.updates,
-            "residual_norm": state.phibar,
-            "error_bound": krylov_error_bound(a, state.phibar),
-            "info": info,
-        }
+    def finish(self, a, b, state, trace):
+        sigma, settled, updates = math.inf, False, (None, None)
+        for segment in trace.segments():
+            # (alpha_k, beta_{k+1}) of the lower bidiagonal B_k; each restart begins a new one.
+            d, e = [r[0] for r in segment], [r[1] for r in segment]
+            pair = [bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else []
+            sigma, settled = combine_sigma(pair, sigma, settled)
+            for record in segment:
+                updates = record_update(updates, record[2])
+        xp = a.xp
+        if trace.records:
+            phibar, (_, _, _, anorm, ddnorm, arnorm) = trace.residuals[-1], trace.records[-1]
+            xnorm = _backend.to_float(_backend.norm(xp, state.x))
+        else:
+            phibar, alpha, xnorm = _backend.to_floats(xp, state.phibar, state.alpha, _backend.norm(xp, state.x))
+            anorm, ddnorm, arnorm = 0.0, 0.0, alpha * phibar
+        info = {"anorm": anorm, "acond": anorm * math.sqrt(ddnorm), "arnorm": arnorm, "xnorm": xnorm}
+        return Finish(sigma_min=sigma, sigma_settled=settled, updates=updates, residual_norm=phibar,
+                      error_bound=krylov_error_bound(a, phibar), info=info)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from .._algebra import iteration_operator
-from ._base import AbstractSolver, StepReport
+from ._base import AbstractSolver, Finish, StepReport
 from .fixed_point import certificate
 
 __all__ = ["Neumann"]
@@ -16,8 +16,7 @@ __all__ = ["Neumann"]
 class _State(NamedTuple):
     partial_sum: Any
     term: Any
-    term_norm: float
-    b_norm: float
+    b_norm: Any  # norm(b - A x0), a 0-d array
     steps: int
     previous: Any = None  # the term before `term`, for the error estimate
 
@@ -72,29 +71,27 @@ class Neumann(AbstractSolver):
     residual_kind: ClassVar[str] = "previous iterate"
     series: ClassVar[bool] = True
 
-    def init(self, a, b, x0, tol):
-        xp = a.xp
+    def init(self, a, b, x0, tol, *, deferred=False):
         r0 = b if x0 is None else b - a.mv(x0)
         start = r0 + 0.0 if x0 is None else x0 + r0
-        r0_norm = _backend.to_float(_backend.norm(xp, r0))
-        return _State(start, r0, r0_norm, r0_norm, 0, None)
+        return _State(start, r0, _backend.norm(a.xp, r0), 0, None)
 
     def step(self, a, b, state):
         term = iteration_operator(a).mv(state.term)
-        term_norm = _backend.to_float(_backend.norm(a.xp, term))
-        new = _State(state.partial_sum + term, term, term_norm, state.b_norm, state.steps + 1, state.term)
-        return new, StepReport(term_norm)
+        new = _State(state.partial_sum + term, term, state.b_norm, state.steps + 1, state.term)
+        return new, StepReport(_backend.norm(a.xp, term))
 
     def solution(self, a, b, state):
         return state.partial_sum
 
     def start_residual(self, state):
-        return state.b_norm
+        return _backend.to_float(state.b_norm)
 
-    def finish(self, a, b, state):
+    def finish(self, a, b, state, trace):
         q = iteration_operator(a).norm_bound
+        b_norm = _backend.to_float(state.b_norm)
         info = {}
         if q is not None and q < 1:
-            info["prior_bound"] = q ** (state.steps + 1) / (1.0 - q) * state.b_norm
-        return {"error_bound": certificate(q, state.term_norm), "info": info,
-                "series_terms": (state.term, state.previous)}
+            info["prior_bound"] = q ** (state.steps + 1) / (1.0 - q) * b_norm
+        term_norm = trace.residuals[-1] if trace.residuals else b_norm
+        return Finish(error_bound=certificate(q, term_norm), info=info, series_terms=(state.term, state.previous))

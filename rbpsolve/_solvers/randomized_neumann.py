@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _backend
 from .._algebra import iteration_operator
-from ._base import AbstractSolver, StepReport
+from ._base import AbstractSolver, Finish, StepReport
 
 __all__ = ["RandomizedNeumann"]
 
@@ -21,7 +21,7 @@ class _State(NamedTuple):
     steps: int  # t
     length: int  # the number of products to spend, min(drawn, max_steps)
     drawn: int  # K0 + L as drawn
-    r0_norm: float  # norm(b - A x0), the start of the term norms the loop judges
+    r0_norm: Any  # norm(b - A x0) (0-d array), the start of the term norms the loop judges
     unweighted: Any = None  # the plain partial sum, for the error estimate
     previous: Any = None  # the term before `term`
     probe: Any = None  # the term after a draw of no products, computed to judge the series
@@ -166,12 +166,11 @@ class RandomizedNeumann(AbstractSolver):
         rng = np.random.default_rng(self.seed)
         return self.min_steps + int(rng.geometric(1.0 - alpha)) - 1
 
-    def init(self, a, b, x0, tol):
+    def init(self, a, b, x0, tol, *, deferred=False):
         r0 = b if x0 is None else b - a.mv(x0)
         start = r0 + 0.0 if x0 is None else x0 + r0
-        drawn = self.draw()
-        r0_norm = _backend.to_float(_backend.norm(a.xp, r0))
-        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, r0_norm, start, None)
+        drawn = self.draw()  # on the host: the length is known before the first step
+        return _State(start, r0, 0, min(drawn, self.max_steps), drawn, _backend.norm(a.xp, r0), start, None)
 
     def step(self, a, b, state):
         if state.length == 0:
@@ -179,14 +178,12 @@ class RandomizedNeumann(AbstractSolver):
             # are off, one product probes the next term (not added): without it a draw of
             # length 0 could not tell a diverging series from a converging one.
             if not math.isfinite(self.divergence_factor):
-                norm = _backend.to_float(_backend.norm(a.xp, state.term))
-                return state, StepReport(norm, done=True)
+                return state, StepReport(_backend.norm(a.xp, state.term), done=True)
             probe = iteration_operator(a).mv(state.term)
-            norm = _backend.to_float(_backend.norm(a.xp, probe))
-            return state._replace(probe=probe, previous=state.term), StepReport(norm, done=True)
+            return state._replace(probe=probe, previous=state.term), StepReport(_backend.norm(a.xp, probe), done=True)
         t = state.steps + 1
         term = iteration_operator(a).mv(state.term)
-        term_norm = _backend.to_float(_backend.norm(a.xp, term))
+        term_norm = _backend.norm(a.xp, term)
         weight = 1.0 if t <= self.min_steps else float(self.continue_prob) ** -(t - self.min_steps)
         new = state._replace(partial_sum=state.partial_sum + weight * term, term=term, steps=t,
                              unweighted=state.unweighted + term, previous=state.term)
@@ -200,24 +197,20 @@ class RandomizedNeumann(AbstractSolver):
         # history entry; with the probe, the history holds the next term's norm.
         if state.length == 0 and state.probe is None:
             return None
-        return state.r0_norm
+        return _backend.to_float(state.r0_norm)
 
-    def finish(self, a, b, state):
+    def finish(self, a, b, state, trace):
         # x - x* = (x - S) + (S - x*) with S the unweighted partial sum: the first part is
         # known exactly, the second is the tail of the series (as in Neumann).
         xp = a.xp
-        offset = _backend.to_float(_backend.norm(xp, state.partial_sum - state.unweighted))
         terms = (state.term, state.previous)
-        if state.probe is not None:
+        if state.probe is None:
+            offset = _backend.to_float(_backend.norm(xp, state.partial_sum - state.unweighted))
+        else:
             # The probe t_1 is not in the sum: the error is t_1 plus the tail after it.
             terms = (state.probe, state.term)
-            offset += _backend.to_float(_backend.norm(xp, state.probe))
-        return {
-            "info": {
-                "drawn_steps": state.drawn,
-                "capped": state.drawn > self.max_steps,
-                "continue_prob": float(self.continue_prob),
-            },
-            "series_terms": terms,
-            "estimate_offset": offset,
-        }
+            offset = sum(_backend.to_floats(xp, _backend.norm(xp, state.partial_sum - state.unweighted),
+                                            _backend.norm(xp, state.probe)))
+        info = {"drawn_steps": state.drawn, "capped": state.drawn > self.max_steps,
+                "continue_prob": float(self.continue_prob)}
+        return Finish(info=info, series_terms=terms, estimate_offset=offset)
