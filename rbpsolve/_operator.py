@@ -122,26 +122,9 @@ class Operator:
 
         For a non-numpy backend each product copies its vector to and from the host.
         """
-        from scipy.sparse.linalg import LinearOperator
+        from ._interop import to_scipy  # _interop builds on this module: imported on use
 
-        n_in, n_out = self.in_space.size, self.out_space.size
-        dtype = _backend.to_numpy(self.in_space.zeros()).dtype
-
-        def apply(product, source, target):
-            def call(v):
-                x = source.from_numpy(np.asarray(v, dtype=dtype))
-                return _backend.to_numpy(product(x)).reshape(-1)
-
-            return call
-
-        kwargs = {}
-        if self.has_mv:
-            kwargs["matvec"] = apply(self.mv, self.in_space, self.out_space)
-        else:
-            kwargs["matvec"] = _missing("A v products (a jvp/matvec)")
-        if self.has_rmv:
-            kwargs["rmatvec"] = apply(self.rmv, self.out_space, self.in_space)
-        return LinearOperator((n_out, n_in), dtype=dtype, **kwargs)
+        return to_scipy(self)
 
     def to_dense(self) -> np.ndarray:
         """The operator as a dense numpy matrix of shape (out size, in size), float64.
@@ -166,13 +149,6 @@ class Operator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(in_shape={self.in_shape}, out_shape={self.out_shape}, dtype={self.dtype})"
-
-
-def _missing(what):
-    def call(_):
-        raise NotImplementedError(f"this operator has no {what}")
-
-    return call
 
 
 # ----------------------------------------------------------------------------- leaves
