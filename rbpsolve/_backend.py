@@ -145,3 +145,11 @@ def numpy_dtype(xp, dtype) -> np.dtype:
     except TypeError:
         # An empty array moves no data: what the library itself converts the dtype to.
         return to_numpy(xp.zeros((0,), dtype=dtype)).dtype
+
+
+def on_device(array, device) -> bool:
+    """Whether ``array`` lives on ``device``; checked at every product, so a numpy array
+    (always on the host) answers without looking its device up."""
+    if type(array) is np.ndarray:
+        return True
+    return same_device(device_of(array), device)
