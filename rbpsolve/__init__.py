@@ -10,7 +10,8 @@ from ._estimates import Estimate, estimate_norm, estimate_singular_values, estim
 from ._forward import AbstractForwardSolver, Anderson, Picard, fixed_point
 from ._loop import CallbackError, StepInfo
 from ._algebra import IdentityMinus
-from ._interop import aslinearoperator, dottest
+from ._dottest import dottest
+from ._interop import aslinearoperator
 from ._operator import FunctionOperator, Identity, JacobianOperator, MatrixOperator, Operator
 from ._result import Result, SolveError, Status
 from ._solve import Fallback, solve, solve_adjoint

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import math
 
-from . import _backend
+from ._checks import check_same_space
 from ._operator import Operator
-from ._space import _Space
 
 __all__ = ["Transpose", "Scaled", "Sum", "Composed", "IdentityMinus", "iteration_operator"]
-
-
-def _require_same(a: _Space, b: _Space, left: str, right: str):
-    if a.xp is not b.xp:
-        raise TypeError(
-            f"{left} uses {_backend.describe_namespace(a.xp)} arrays but {right} uses "
-            f"{_backend.describe_namespace(b.xp)}; build both from arrays of one library"
-        )
-    if a.shape != b.shape:
-        raise ValueError(f"{left} acts on arrays of shape {a.shape} but {right} on shape {b.shape}")
-    if a.dtype != b.dtype:
-        raise TypeError(f"{left} works in {a.dtype} but {right} in {b.dtype}; build both with one dtype")
-    if str(a.device) != str(b.device):
-        raise ValueError(f"{left} lives on device {a.device} but {right} on {b.device}; move one of them")
 
 
 class Transpose(Operator):
@@ -97,8 +82,8 @@ class Sum(Operator):
     """``A + B``."""
 
     def __init__(self, a: Operator, b: Operator):
-        _require_same(a.in_space, b.in_space, "the left operand", "the right operand")
-        _require_same(a.out_space, b.out_space, "the left operand", "the right operand")
+        check_same_space(a.in_space, b.in_space, "the left operand", "the right operand")
+        check_same_space(a.out_space, b.out_space, "the left operand", "the right operand")
         self.a, self.b = a, b
         self.in_space = a.in_space
         self.out_space = a.out_space
@@ -130,7 +115,7 @@ class Composed(Operator):
     """``A @ B``: first ``B``, then ``A``."""
 
     def __init__(self, a: Operator, b: Operator):
-        _require_same(a.in_space, b.out_space, "the left factor's input", "the right factor's output")
+        check_same_space(a.in_space, b.out_space, "the left factor's input", "the right factor's output")
         self.a, self.b = a, b
         self.in_space = b.in_space
         self.out_space = a.out_space

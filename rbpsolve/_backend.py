@@ -187,3 +187,44 @@ def set_row(xp, matrix, index: int, row):
         return matrix.at[index].set(row)
     matrix[index, ...] = row
     return matrix
+
+
+def same_device(a, b) -> bool:
+    """Whether two devices, as :func:`device_of` returns them, are the same.
+
+    torch and cupy devices compare equal as objects, numpy's is the string ``"cpu"``.
+    Device objects of a library that does not define equality are compared by name,
+    the one place rbpsolve reads a device's ``str``.
+    """
+    if a is b or a == b:
+        return True
+    return str(a) == str(b)
+
+
+def numpy_dtype(xp, dtype) -> np.dtype:
+    """The numpy dtype that :func:`to_numpy` gives arrays of ``dtype``, without a device copy.
+
+    Raises
+    ------
+    TypeError
+        If numpy has no such dtype (torch's bfloat16, for one).
+    """
+    try:
+        # numpy, cupy and JAX dtypes are numpy dtypes (or scalar types) already.
+        return np.dtype(dtype)
+    except TypeError:
+        pass
+    try:
+        # torch.float32, array_api_strict.float64, ...: the name after the library's prefix.
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+    except TypeError:
+        # An empty array moves no data: what the library itself converts the dtype to.
+        return to_numpy(xp.zeros((0,), dtype=dtype)).dtype
+
+
+def on_device(array, device) -> bool:
+    """Whether ``array`` lives on ``device``; checked at every product, so a numpy array
+    (always on the host) answers without looking its device up."""
+    if type(array) is np.ndarray:
+        return True
+    return same_device(device_of(array), device)

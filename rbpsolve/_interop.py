@@ -1,4 +1,9 @@
-"""scipy interoperability (``aslinearoperator``, ``Operator.to_scipy``) and the dot test."""
+"""scipy interoperability both ways: :func:`aslinearoperator` and ``Operator.to_scipy``.
+
+Only scipy's public API is used: a ``LinearOperator``'s ``shape``, ``dtype``, ``matvec``
+and ``rmatvec``, and its documented behaviour that ``rmatvec`` raises
+``NotImplementedError`` when the operator has no adjoint.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import numpy as np
 from . import _backend
 from ._operator import FunctionOperator, MatrixOperator, Operator
 
-__all__ = ["aslinearoperator", "dottest"]
+__all__ = ["aslinearoperator", "to_scipy"]
 
 
 def aslinearoperator(obj, *, norm_bound=None) -> Operator:
@@ -17,6 +22,14 @@ def aslinearoperator(obj, *, norm_bound=None) -> Operator:
     1-D float numpy vectors; a 2-D array of any array-API library becomes a
     :class:`MatrixOperator` in that library. The reverse conversion is
     :meth:`Operator.to_scipy`.
+
+    Notes
+    -----
+    scipy does not say in advance whether a ``LinearOperator`` has an adjoint
+    (``LinearOperator(shape, matvec=f)`` has none; ``rmatvec`` raises
+    ``NotImplementedError``). The first time a solver or the dot test asks for ``A^T u``
+    (``has_rmv``), the operator calls ``rmatvec`` once on a zero vector to find out: one
+    product that is not counted in ``num_vjp``, and none for solvers that need only ``A v``.
     """
     if isinstance(obj, Operator):
         return obj
@@ -31,21 +44,13 @@ def aslinearoperator(obj, *, norm_bound=None) -> Operator:
         dtype = np.dtype(obj.dtype) if obj.dtype is not None else np.dtype(np.float64)
         if dtype.kind != "f":
             raise TypeError(f"rbpsolve solves real floating-point systems; this operator has dtype {dtype}")
-        if type(obj).__name__ == "_CustomLinearOperator":
-            has_rmatvec = getattr(obj, "_CustomLinearOperator__rmatvec_impl", 1) is not None
-        else:
-            # scipy's rmatvec raises NotImplementedError unless a subclass defines _rmatvec
-            # or _adjoint (scipy's own sparse and composite operators define one of them).
-            cls = type(obj)
-            has_rmatvec = (
-                cls._rmatvec is not spla.LinearOperator._rmatvec or cls._adjoint is not spla.LinearOperator._adjoint
-            )
-        return FunctionOperator(
+        return _ScipyOperator(
             lambda x: _real_product(obj.matvec(x), dtype, m, "matvec"),
-            (lambda y: _real_product(obj.rmatvec(y), dtype, n, "rmatvec")) if has_rmatvec else None,
+            lambda y: _real_product(obj.rmatvec(y), dtype, n, "rmatvec"),
             like_in=np.zeros(n, dtype=dtype),
             like_out=np.zeros(m, dtype=dtype),
             norm_bound=norm_bound,
+            _adjoint=_AdjointProbe(obj, np.zeros(m, dtype=dtype)),
         )
     if hasattr(obj, "shape") and len(obj.shape) == 2:
         return MatrixOperator(obj, norm_bound=norm_bound)
@@ -53,6 +58,50 @@ def aslinearoperator(obj, *, norm_bound=None) -> Operator:
         "aslinearoperator takes an rbpsolve operator, a scipy LinearOperator, a scipy sparse matrix "
         f"or a 2-D array; got {type(obj).__name__}"
     )
+
+
+class _AdjointProbe:
+    """Whether a scipy ``LinearOperator`` has ``rmatvec``: asked of scipy once, then kept.
+
+    Shared by the copies of one converted operator (``with_counter`` makes one per
+    solve), so a scipy operator is probed at most once.
+    """
+
+    __slots__ = ("_obj", "_zero", "_answer")
+
+    def __init__(self, obj, zero):
+        self._obj = obj
+        self._zero = zero
+        self._answer = None
+
+    def __call__(self) -> bool:
+        if self._answer is None:
+            try:
+                self._obj.rmatvec(self._zero)
+            except NotImplementedError:
+                self._answer = False
+            else:
+                self._answer = True
+        return self._answer
+
+
+class _ScipyOperator(FunctionOperator):
+    """A scipy ``LinearOperator`` as a :class:`FunctionOperator` whose ``has_rmv`` asks scipy."""
+
+    def __init__(self, matvec, rmatvec, *, like_in, like_out, norm_bound, _adjoint):
+        super().__init__(matvec, rmatvec, like_in=like_in, like_out=like_out, norm_bound=norm_bound)
+        self._adjoint = _adjoint
+
+    @property
+    def has_rmv(self) -> bool:
+        return self._adjoint()
+
+    def rmv(self, y):
+        if not self.has_rmv:
+            raise NotImplementedError(
+                "this scipy LinearOperator has no rmatvec (no adjoint); products A^T u are not available"
+            )
+        return super().rmv(y)
 
 
 def _real_product(out, dtype, size, name):
@@ -68,45 +117,33 @@ def _real_product(out, dtype, size, name):
     return np.asarray(out, dtype=dtype).reshape(size)
 
 
-def dottest(op: Operator, *, seed: int = 0, rtol: float | None = None, raise_error: bool = True) -> bool:
-    """Check ``<A v, u> == <v, A^T u>`` on random vectors (the adjoint dot test).
+def to_scipy(op: Operator):
+    """``op`` as a ``scipy.sparse.linalg.LinearOperator`` on flattened numpy vectors
+    (the body of :meth:`Operator.to_scipy`)."""
+    from scipy.sparse.linalg import LinearOperator
 
-    Parameters
-    ----------
-    op : Operator
-        Needs both ``mv`` and ``rmv``.
-    seed : int
-        Seed of the random vectors (drawn in float64 on the host, then cast).
-    rtol : float, optional
-        Tolerance on ``|<A v, u> - <v, A^T u>| / (||A v|| ||u|| + ||v|| ||A^T u||)``;
-        default ``eps ** (2/3)`` of the operator's dtype.
-    raise_error : bool
-        Raise ``AssertionError`` on a mismatch instead of returning False.
+    n_in, n_out = op.in_space.size, op.out_space.size
+    dtype = _backend.numpy_dtype(op.xp, op.dtype)
 
-    Returns
-    -------
-    bool
-        Whether the two inner products agree.
-    """
-    if not (op.has_mv and op.has_rmv):
-        raise ValueError("the dot test needs both products A v and A^T u; this operator lacks one")
-    xp = op.xp
-    rng = np.random.default_rng(seed)
-    v = op.in_space.from_numpy(rng.standard_normal(op.in_space.size))
-    u = op.out_space.from_numpy(rng.standard_normal(op.out_space.size))
-    av, atu = op.mv(v), op.rmv(u)
-    lhs = _backend.to_float(_backend.vdot(xp, av, u))
-    rhs = _backend.to_float(_backend.vdot(xp, v, atu))
-    scale = _backend.to_float(_backend.norm(xp, av)) * _backend.to_float(_backend.norm(xp, u)) + _backend.to_float(
-        _backend.norm(xp, v)
-    ) * _backend.to_float(_backend.norm(xp, atu))
-    if rtol is None:
-        rtol = float(np.finfo(_backend.to_numpy(op.in_space.zeros()).dtype).eps) ** (2.0 / 3.0)
-    error = abs(lhs - rhs) / scale if scale > 0 else abs(lhs - rhs)
-    passed = bool(error <= rtol)
-    if not passed and raise_error:
-        raise AssertionError(
-            f"dot test failed: <A v, u> = {lhs!r} but <v, A^T u> = {rhs!r} "
-            f"(relative mismatch {error:.2e} > rtol {rtol:.2e}); the transpose product is not the adjoint"
-        )
-    return passed
+    def apply(product, source):
+        def call(v):
+            x = source.from_numpy(np.asarray(v, dtype=dtype))
+            return _backend.to_numpy(product(x)).reshape(-1)
+
+        return call
+
+    kwargs = {}
+    if op.has_mv:
+        kwargs["matvec"] = apply(op.mv, op.in_space)
+    else:
+        kwargs["matvec"] = _missing("A v products (a jvp/matvec)")
+    if op.has_rmv:
+        kwargs["rmatvec"] = apply(op.rmv, op.out_space)
+    return LinearOperator((n_out, n_in), dtype=dtype, **kwargs)
+
+
+def _missing(what):
+    def call(_):
+        raise NotImplementedError(f"this operator has no {what}")
+
+    return call

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
+from ._checks import check_product, check_same_space
 from ._space import ProductCounter, _Space, check_norm_bound
 
 __all__ = [
@@ -122,26 +123,9 @@ class Operator:
 
         For a non-numpy backend each product copies its vector to and from the host.
         """
-        from scipy.sparse.linalg import LinearOperator
+        from ._interop import to_scipy  # _interop builds on this module: imported on use
 
-        n_in, n_out = self.in_space.size, self.out_space.size
-        dtype = _backend.to_numpy(self.in_space.zeros()).dtype
-
-        def apply(product, source, target):
-            def call(v):
-                x = source.from_numpy(np.asarray(v, dtype=dtype))
-                return _backend.to_numpy(product(x)).reshape(-1)
-
-            return call
-
-        kwargs = {}
-        if self.has_mv:
-            kwargs["matvec"] = apply(self.mv, self.in_space, self.out_space)
-        else:
-            kwargs["matvec"] = _missing("A v products (a jvp/matvec)")
-        if self.has_rmv:
-            kwargs["rmatvec"] = apply(self.rmv, self.out_space, self.in_space)
-        return LinearOperator((n_out, n_in), dtype=dtype, **kwargs)
+        return to_scipy(self)
 
     def to_dense(self) -> np.ndarray:
         """The operator as a dense numpy matrix of shape (out size, in size), float64.
@@ -166,13 +150,6 @@ class Operator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(in_shape={self.in_shape}, out_shape={self.out_shape}, dtype={self.dtype})"
-
-
-def _missing(what):
-    def call(_):
-        raise NotImplementedError(f"this operator has no {what}")
-
-    return call
 
 
 # ----------------------------------------------------------------------------- leaves
@@ -248,7 +225,7 @@ class FunctionOperator(Operator):
             )
         if self._counter is not None:
             self._counter.jvp += 1
-        return _checked(self._matvec(x), self.out_space, self._forward_name)
+        return check_product(self._matvec(x), self.out_space, self._forward_name)
 
     def rmv(self, y):
         if self._rmatvec is None:
@@ -257,44 +234,7 @@ class FunctionOperator(Operator):
             )
         if self._counter is not None:
             self._counter.vjp += 1
-        return _checked(self._rmatvec(y), self.in_space, self._transpose_name)
-
-
-def _checked(out, space: _Space, name: str):
-    shape = getattr(out, "shape", None)
-    if shape is None:
-        raise TypeError(f"{name} returned {type(out).__name__}, not an array")
-    library = _library_of(out)
-    if library is not space.xp:
-        kind = f"{type(out).__module__.split('.')[0]}.{type(out).__name__}"
-        raise TypeError(
-            f"{name} returned a {kind} but the operator works on {_backend.describe_namespace(space.xp)} "
-            f"arrays; return an array of the library of its `like` array (convert inside the callback)"
-        )
-    if tuple(shape) != space.shape:
-        raise ValueError(
-            f"{name} returned an array of shape {tuple(shape)} but the operator maps to arrays of "
-            f"shape {space.shape}; the callback must return an array shaped like its `like` array"
-        )
-    if out.dtype != space.dtype:
-        # Rebuilding the operator in the returned dtype is a fix only for a real floating dtype.
-        rebuild = (
-            f" or build the operator with a `like` array of {out.dtype}"
-            if _backend.is_real_floating(space.xp, out.dtype)
-            else ""
-        )
-        raise TypeError(
-            f"{name} returned dtype {out.dtype} but the operator works in {space.dtype}; "
-            f"cast inside the callback{rebuild}"
-        )
-    return out
-
-
-def _library_of(out):
-    try:
-        return _backend.namespace(out)
-    except TypeError:
-        return None
+        return check_product(self._rmatvec(y), self.in_space, self._transpose_name)
 
 
 class JacobianOperator(FunctionOperator):
@@ -358,12 +298,12 @@ class MatrixOperator(Operator):
     def mv(self, x):
         if self._counter is not None:
             self._counter.jvp += 1
-        return _checked(self.xp.matmul(self.a, x), self.out_space, "matvec")
+        return check_product(self.xp.matmul(self.a, x), self.out_space, "matvec")
 
     def rmv(self, y):
         if self._counter is not None:
             self._counter.vjp += 1
-        return _checked(self.xp.matmul(self.xp.matrix_transpose(self.a), y), self.in_space, "rmatvec")
+        return check_product(self.xp.matmul(self.xp.matrix_transpose(self.a), y), self.in_space, "rmatvec")
 
 
 class Identity(Operator):
@@ -386,11 +326,11 @@ class Identity(Operator):
 
     def __sub__(self, other):
         if isinstance(other, Operator):
-            _require_same(self.in_space, other.in_space, "I", "the operator")
-            _require_same(self.out_space, other.out_space, "I", "the operator")
+            check_same_space(self.in_space, other.in_space, "I", "the operator")
+            check_same_space(self.out_space, other.out_space, "I", "the operator")
             return IdentityMinus(other)
         return NotImplemented
 
 
 # The algebra's classes subclass Operator, whose methods build them: imported last.
-from ._algebra import Composed, IdentityMinus, Scaled, Sum, Transpose, _require_same  # noqa: E402
+from ._algebra import Composed, IdentityMinus, Scaled, Sum, Transpose  # noqa: E402

@@ -6,13 +6,13 @@ import dataclasses
 import math
 from typing import Callable
 
-from . import _backend
+from ._checks import check_input, check_solver_kind
 from ._loop import iterate
 from ._verify import true_residual
 from ._algebra import IdentityMinus, Transpose
 from ._interop import aslinearoperator
 from ._operator import Operator
-from ._space import ProductCounter, check_not_matrix
+from ._space import ProductCounter
 from ._result import Result, SolveError, Status
 from ._forward._base import AbstractForwardSolver
 from ._solvers._base import AbstractSolver
@@ -85,11 +85,11 @@ def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: boo
         With ``throw=True``, when the solve did not converge.
     """
     A = aslinearoperator(A)
-    _check_solver(solver)
-    _check_array(b, A.out_space, "b", "A maps to arrays")
+    chain = check_solver_kind(solver, "linear")
+    check_input(b, A.out_space, "b", "A maps to arrays")
     if x0 is not None:
-        _check_array(x0, A.in_space, "x0", "A acts on arrays")
-    for s in _solvers(solver):
+        check_input(x0, A.in_space, "x0", "A acts on arrays")
+    for s in chain:
         _check_products(s, A, square_msg="A", mv_msg="products A v (matvec)", rmv_msg="products A^T u (rmatvec)")
     return _run(solver, A, b, x0, callback, throw)
 
@@ -132,12 +132,12 @@ def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, th
         raise ValueError(
             f"J must map the state to itself; this one maps shape {J.in_shape} to {J.out_shape}"
         )
-    _check_solver(solver)
-    _check_array(g, J.in_space, "g", "J acts on arrays")
+    chain = check_solver_kind(solver, "linear")
+    check_input(g, J.in_space, "g", "J acts on arrays")
     if x0 is not None:
-        _check_array(x0, J.in_space, "x0", "J acts on arrays")
+        check_input(x0, J.in_space, "x0", "J acts on arrays")
     A = IdentityMinus(Transpose(J))
-    for s in _solvers(solver):
+    for s in chain:
         _check_products(
             s,
             A,
@@ -213,25 +213,6 @@ def _residual_key(result: Result) -> float:
     return math.inf if value is None or not math.isfinite(value) else value
 
 
-def _solvers(solver):
-    return solver.solvers if isinstance(solver, Fallback) else (solver,)
-
-
-def _check_solver(solver):
-    if isinstance(solver, type) and issubclass(solver, AbstractSolver):
-        raise TypeError(f"pass solver settings, not the class: {solver.__name__}() instead of {solver.__name__}")
-    for s in _solvers(solver):
-        if isinstance(s, AbstractForwardSolver):
-            raise TypeError(
-                f"{type(s).__name__} finds fixed points h = F(h) (use rbpsolve.fixed_point); "
-                f"linear systems need a linear solver such as rbpsolve.GMRES(rtol=1e-8)"
-            )
-    if not isinstance(solver, (AbstractSolver, Fallback)):
-        raise TypeError(
-            f"solver must be rbpsolve solver settings such as rbpsolve.GMRES(rtol=1e-8); got {solver!r}"
-        )
-
-
 def _check_products(solver, A, *, square_msg, mv_msg, rmv_msg):
     name = type(solver).__name__
     if solver.needs_square and not A.is_square:
@@ -240,36 +221,3 @@ def _check_products(solver, A, *, square_msg, mv_msg, rmv_msg):
         raise ValueError(f"{name} needs {mv_msg}, which this operator cannot make")
     if solver.needs_rmv and not A.has_rmv:
         raise ValueError(f"{name} needs {rmv_msg}")
-
-
-def _check_array(arr, space, name: str, what: str):
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-        raise TypeError(f"{name} must be an array; got {type(arr).__name__}")
-    check_not_matrix(arr, name)
-    xp = _backend.namespace(arr)
-    if xp is not space.xp:
-        raise TypeError(
-            f"{name} is a {_backend.describe_namespace(xp)} array but the operator works on "
-            f"{_backend.describe_namespace(space.xp)} arrays; convert {name} (or build the operator "
-            f"with a `like` array of the same library)"
-        )
-    if tuple(arr.shape) != space.shape:
-        raise ValueError(f"{name} has shape {tuple(arr.shape)} but {what} of shape {space.shape}")
-    if arr.dtype != space.dtype:
-        # Rebuilding the operator in the array's dtype is a fix only for a real floating dtype.
-        rebuild = (
-            f" or build the operator with a `like` array of dtype {arr.dtype}"
-            if _backend.is_real_floating(xp, arr.dtype)
-            else ""
-        )
-        raise TypeError(
-            f"{name} has dtype {arr.dtype} but the operator works in {space.dtype}; cast {name} "
-            f"(e.g. {name}.astype){rebuild}"
-        )
-    if str(_backend.device_of(arr)) != str(space.device):
-        raise ValueError(
-            f"{name} is on device {_backend.device_of(arr)} but the operator works on {space.device}; "
-            f"move {name} there"
-        )
-    if not bool(xp.all(xp.isfinite(arr))):
-        raise ValueError(f"{name} contains NaN or inf; the solve needs finite values")

@@ -1,7 +1,8 @@
-"""The arrays an operator takes and returns, and the checks of what users declare about them.
+"""The arrays an operator takes and returns, and the bound users declare on its norm.
 
-``_Space`` holds the shape, dtype, device and namespace of an operator's input or output;
-``ProductCounter`` counts the products of one solve.
+``_Space`` holds the shape, dtype, device and namespace of an operator's input or output
+(the checks of arrays against it are in ``_checks``); ``ProductCounter`` counts the
+products of one solve.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import math
 import numpy as np
 
 from . import _backend
+from ._checks import check_like
 
-__all__ = ["ProductCounter", "check_not_matrix", "check_norm_bound"]
+__all__ = ["ProductCounter", "check_norm_bound"]
 
 
 class ProductCounter:
@@ -25,13 +27,6 @@ class ProductCounter:
         self.jvp = 0
         self.vjp = 0
         self.evaluations = 0
-
-
-def check_not_matrix(array, name: str) -> None:
-    """``np.matrix`` keeps two dimensions through every reduction and makes ``*`` a matrix
-    product, which the solvers' elementwise arithmetic cannot work with."""
-    if isinstance(array, np.matrix):
-        raise TypeError(f"{name} is a numpy.matrix; pass a plain array instead: numpy.asarray({name})")
 
 
 def check_norm_bound(value):
@@ -62,18 +57,8 @@ class _Space:
 
     @classmethod
     def like(cls, array, name: str) -> "_Space":
-        if not hasattr(array, "shape") or not hasattr(array, "dtype"):
-            raise TypeError(
-                f"{name} must be an array (numpy, torch, cupy or any array-API array) whose shape, "
-                f"dtype and device the operator takes; got {type(array).__name__}"
-            )
-        check_not_matrix(array, name)
-        xp = _backend.namespace(array)
-        if not _backend.is_real_floating(xp, array.dtype):
-            raise TypeError(
-                f"{name} has dtype {array.dtype}; rbpsolve solves real floating-point systems: "
-                f"pass float32 or float64 arrays"
-            )
+        """The space of ``array`` (checked by :func:`~rbpsolve._checks.check_like`, as ``name``)."""
+        xp = check_like(array, name)
         return cls(array.shape, array.dtype, _backend.device_of(array), xp)
 
     @property
@@ -91,5 +76,5 @@ class _Space:
             self.shape == other.shape
             and self.dtype == other.dtype
             and self.xp is other.xp
-            and str(self.device) == str(other.device)
+            and _backend.same_device(self.device, other.device)
         )

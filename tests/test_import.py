@@ -29,6 +29,13 @@ def test_import_pulls_in_no_gpu_or_deep_learning_library():
         assert name not in loaded, f"import rbpsolve imported {name}"
 
 
+def test_extending_and_the_adapters_package_import_no_framework():
+    # rbpsolve.extending is what adapters import; rbpsolve.adapters itself imports no framework.
+    loaded = _modules_after("import rbpsolve.extending, rbpsolve.adapters")
+    for name in HEAVY:
+        assert name not in loaded, f"import rbpsolve.extending, rbpsolve.adapters imported {name}"
+
+
 def test_the_check_can_see_an_import():
     # The same probe does report a library that was imported (so the test above can fail).
     loaded = _modules_after("import rbpsolve, json, array_api_compat.numpy")

@@ -217,6 +217,52 @@ def test_scipy_subclass_without_adjoint_reports_no_rmatvec():
     np.testing.assert_allclose(res.x, x_true, rtol=0, atol=1e-10 * np.abs(x_true).max())
 
 
+def test_scipy_adjoint_is_asked_only_when_needed_and_once():
+    # rbpsolve asks scipy's public rmatvec (one call on a zero vector) whether an adjoint
+    # exists, the first time a solver needs A^T u, and never for one that needs only A v.
+    A, b, x_true = _system(seed=3)
+    calls = []
+
+    def rmatvec(y):
+        calls.append(np.array(y))
+        return A.T @ y
+
+    obj = spla.LinearOperator(A.shape, matvec=lambda x: A @ x, rmatvec=rmatvec, dtype=A.dtype)
+    op = rbpsolve.aslinearoperator(obj)
+    assert calls == []
+    res = rbpsolve.solve(op, b, rbpsolve.GMRES(rtol=1e-12))
+    assert res.ok and calls == []
+    assert op.has_rmv is True
+    assert len(calls) == 1 and not np.any(calls[0])
+    assert op.has_rmv is True and len(calls) == 1  # kept, not asked again
+    res = rbpsolve.solve(op, b, rbpsolve.LSQR(rtol=1e-12))
+    assert res.ok and len(calls) == 1 + res.num_vjp
+
+
+def test_scipy_composite_without_an_adjoint_reports_no_rmatvec():
+    # scipy's sum defines _rmatvec whether or not its terms have one; asking rmatvec
+    # itself is what tells (the old class inspection reported an adjoint here).
+    A, b, x_true = _system(seed=4)
+    obj = _as_scipy_with_rmatvec(0.5 * A) + _as_scipy_without_rmatvec(0.5 * A)
+    op = rbpsolve.aslinearoperator(obj)
+    assert op.has_mv and not op.has_rmv
+    with pytest.raises(NotImplementedError, match="no rmatvec"):
+        op.rmv(b)
+    with pytest.raises(ValueError, match=r"LSQR needs products A\^T u \(rmatvec\)"):
+        rbpsolve.solve(obj, b, rbpsolve.LSQR())
+    res = rbpsolve.solve(obj, b, rbpsolve.GMRES(rtol=1e-12))
+    np.testing.assert_allclose(res.x, x_true, rtol=0, atol=1e-10 * np.abs(x_true).max())
+
+
+def test_interop_uses_no_private_scipy_name():
+    import inspect
+
+    from rbpsolve import _interop
+
+    source = inspect.getsource(_interop)
+    assert "_CustomLinearOperator" not in source and "__rmatvec_impl" not in source
+
+
 def test_aslinearoperator_keeps_dtype_and_norm_bound():
     A, b, x_true = _system(seed=2)
     A32 = A.astype(np.float32)

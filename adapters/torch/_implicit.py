@@ -8,7 +8,7 @@ import warnings
 import torch
 
 import rbpsolve
-from rbpsolve._forward.solve import check_forward_solver
+from rbpsolve.extending import check_solver_kind
 
 from ._jacobian import JVP_MODES, GraphJacobian, _check_state, check_output
 
@@ -167,11 +167,10 @@ def fixed_point(
     """
     if not callable(f):
         raise TypeError(f"f must be callable, a map h -> f(h); got {type(f).__name__}")
-    _check_state(h0, "h0")
+    space = _check_state(h0, "h0")
     forward = rbpsolve.Picard() if forward is None else forward
     backward = rbpsolve.Neumann() if backward is None else backward
-    check_forward_solver(forward)
-    _check_backward_solver(backward)
+    _check_solvers(forward, backward)
     policy, forward_chain, backward_chain = _policy(on_failure, forward, backward)
     if jvp not in JVP_MODES:
         raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")
@@ -188,7 +187,7 @@ def fixed_point(
     leaf = h.detach().requires_grad_()
     with torch.enable_grad():
         out = f(leaf)
-    check_output(out, leaf)
+    check_output(out, space, "h0")
     if not out.requires_grad:
         return out, diagnostics
     spec = _Spec(f, backward_chain, policy, jvp, diagnostics, backward_x0)
@@ -255,18 +254,12 @@ def _check_start(x0, like, name):
         raise ValueError(f"{name} contains NaN or inf; the adjoint solve needs a finite start (None starts at 0)")
 
 
-def _check_backward_solver(solver):
-    chain = solver.solvers if isinstance(solver, rbpsolve.Fallback) else (solver,)
-    for s in chain:
-        if isinstance(s, rbpsolve.AbstractForwardSolver):
-            raise TypeError(
-                f"backward= takes a linear solver such as rbpsolve.Neumann(max_steps=20) or "
-                f"rbpsolve.GMRES(); {type(s).__name__} is a forward solver (pass it as forward=)"
-            )
-        if not isinstance(s, rbpsolve.AbstractSolver):
-            raise TypeError(
-                f"backward= takes rbpsolve solver settings such as rbpsolve.Neumann(max_steps=20); got {s!r}"
-            )
+def _check_solvers(forward, backward):
+    check_solver_kind(forward, "forward", argument="forward=", other="backward=")
+    check_solver_kind(
+        backward, "linear", argument="backward=", example="rbpsolve.Neumann(max_steps=20) or rbpsolve.GMRES()",
+        other="forward=",
+    )
 
 
 def _chain(first, extra):
@@ -346,8 +339,7 @@ class FixedPointLayer(torch.nn.Module):
             _check_start_kind(backward_x0, "backward_x0")  # its shape is checked against h0 at each call
         forward = rbpsolve.Picard() if forward is None else forward
         backward = rbpsolve.Neumann() if backward is None else backward
-        check_forward_solver(forward)
-        _check_backward_solver(backward)
+        _check_solvers(forward, backward)
         _policy(on_failure, forward, backward)
         if jvp not in JVP_MODES:
             raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")

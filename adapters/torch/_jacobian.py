@@ -8,6 +8,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 import rbpsolve
+from rbpsolve.extending import check_map_output, space_like
 
 __all__ = ["jacobian_operator", "JVP_MODES"]
 
@@ -64,33 +65,24 @@ def jacobian_operator(f, h, *, jvp: str = "double_backward", norm_bound: float |
     """
     if not callable(f):
         raise TypeError(f"f must be callable, a map h -> f(h); got {type(f).__name__}")
-    _check_state(h, "h")
+    space = _check_state(h, "h")
     leaf = h.detach().requires_grad_()
     with torch.enable_grad():
         out = f(leaf)
-    check_output(out, leaf)
+    check_output(out, space, "h")
     return GraphJacobian(out, leaf, f, jvp).operator(norm_bound=norm_bound)
 
 
 def _check_state(h, name):
+    """Check that ``h`` is a real floating-point tensor; return its space (for :func:`check_output`)."""
     if not isinstance(h, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(h).__name__}")
-    if not h.is_floating_point() or h.is_complex():
-        raise TypeError(f"{name} has dtype {h.dtype}; pass a real floating-point tensor (float32 or float64)")
+    return space_like(h, name)
 
 
-def check_output(out, h):
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"f returned {type(out).__name__}, not a tensor; f must map a state to a state")
-    if out.shape != h.shape:
-        raise ValueError(
-            f"f returned a tensor of shape {tuple(out.shape)} but the state has shape {tuple(h.shape)}; "
-            f"f must map the state to a state of the same shape"
-        )
-    if out.dtype != h.dtype:
-        raise TypeError(f"f returned dtype {out.dtype} but the state has dtype {h.dtype}; cast inside f")
-    if out.device != h.device:
-        raise ValueError(f"f returned a tensor on {out.device} but the state is on {h.device}")
+def check_output(out, space, state):
+    """Check ``f``'s output against the space of its state, which came from the argument ``state``."""
+    return check_map_output(out, space, name="f", state=state, noun="tensor")
 
 
 class GraphJacobian:

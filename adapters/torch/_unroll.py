@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from rbpsolve._solvers.randomized_neumann import check_continue_prob
+from rbpsolve.extending import check_continue_prob
 
 from ._jacobian import _check_state, check_output
 
@@ -119,7 +119,7 @@ def unroll(f, h0, steps: int, *, truncate=None):
     """
     if not callable(f):
         raise TypeError(f"f must be callable, a map h -> f(h); got {type(f).__name__}")
-    _check_state(h0, "h0")
+    space = _check_state(h0, "h0")
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"steps must be an int; got {steps!r}")
     if steps < 1:
@@ -150,7 +150,7 @@ def unroll(f, h0, steps: int, *, truncate=None):
     for j in range(steps - depth, steps):
         h_next = f(h)
         if j == steps - depth:
-            check_output(h_next, h)
+            check_output(h_next, space, "h0")
         if steps - 1 - j >= weight_from and h_next.requires_grad and scale != 1.0:
             h_next.register_hook(_Scale(scale))
         h = h_next

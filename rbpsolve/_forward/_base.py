@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from .. import _backend
+from .._checks import check_map_output
 from .._protocol import AbstractIterativeSolver
 from .._space import _Space
 
@@ -86,32 +86,4 @@ class Map:
     def __call__(self, h):
         if self._counter is not None:
             self._counter.evaluations += 1
-        out = self._F(h)
-        space = self.in_space
-        if out is h:
-            # The solver compares F(h) with h: a map that updates h in place and returns it
-            # makes every step look converged (F(h) - h = 0).
-            raise ValueError(
-                "F returned its own input array (it updates h in place and returns it), so F(h) - h is "
-                "always zero; F must return a new array and leave h unchanged (e.g. `return 0.5 * h + 1` "
-                "instead of `h *= 0.5; h += 1; return h`)"
-            )
-        if not hasattr(out, "shape") or not hasattr(out, "dtype"):
-            raise TypeError(f"F returned {type(out).__name__}, not an array; F must map a state to a state")
-        if _backend.namespace(out) is not space.xp:
-            raise TypeError(
-                f"F returned a {type(out).__module__}.{type(out).__name__} for a "
-                f"{_backend.describe_namespace(space.xp)} state; F must return an array of the "
-                f"library of h0"
-            )
-        if tuple(out.shape) != space.shape:
-            raise ValueError(
-                f"F returned an array of shape {tuple(out.shape)} but h0 has shape {space.shape}; "
-                f"F must map the state to a state of the same shape"
-            )
-        if out.dtype != space.dtype:
-            raise TypeError(
-                f"F returned dtype {out.dtype} but h0 has dtype {space.dtype}; cast inside F or "
-                f"pass h0 of dtype {out.dtype}"
-            )
-        return out
+        return check_map_output(self._F(h), self.in_space, given=h)

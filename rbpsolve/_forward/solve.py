@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .._checks import check_solver_kind
 from .._space import _Space
 from .._result import Result
-from ._base import AbstractForwardSolver, Map
+from ._base import Map
 
 __all__ = ["fixed_point"]
 
@@ -60,26 +61,5 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
     space = _Space.like(h0, "h0")
     if not bool(space.xp.all(space.xp.isfinite(h0))):
         raise ValueError("h0 contains NaN or inf; start the iteration from a finite state (zeros, say)")
-    check_forward_solver(solver)
+    check_solver_kind(solver, "forward")
     return _run(solver, Map(F, space), None, h0, callback, throw)
-
-
-def check_forward_solver(solver):
-    """Raise unless ``solver`` is forward-solver settings or a Fallback of them."""
-    from .._solve import Fallback
-    from .._solvers._base import AbstractSolver
-
-    if isinstance(solver, type) and issubclass(solver, (AbstractForwardSolver, AbstractSolver)):
-        raise TypeError(f"pass solver settings, not the class: {solver.__name__}() instead of {solver.__name__}")
-    chain = solver.solvers if isinstance(solver, Fallback) else (solver,)
-    for s in chain:
-        if isinstance(s, AbstractSolver):
-            raise TypeError(
-                f"{type(s).__name__} solves the linear adjoint system; the forward problem h = F(h) "
-                f"needs a forward solver such as rbpsolve.Picard() or rbpsolve.Anderson()"
-            )
-        if not isinstance(s, AbstractForwardSolver):
-            raise TypeError(
-                f"solver must be forward-solver settings such as rbpsolve.Picard(rtol=1e-6) or "
-                f"rbpsolve.Anderson(); got {s!r}"
-            )
