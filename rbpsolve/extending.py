@@ -12,6 +12,8 @@ solvers' own.
 - :func:`check_product` -- check what an operator's callback returned;
 - :func:`check_solver_kind` -- check that a solver (or a ``Fallback``) is linear or forward;
 - :func:`check_continue_prob` -- check a Russian-roulette continuation probability.
+- :func:`draw_depth` -- draw the depth ``K0 + L`` of one randomised truncation, as
+  :class:`~rbpsolve.RandomizedNeumann` does.
 
 cupy arrays need no adapter: the core computes with the array API, so cupy arrays work
 in every entry point as they are.
@@ -28,7 +30,7 @@ time; adapters should not import it.
 from __future__ import annotations
 
 from ._checks import check_input, check_map_output, check_product, check_solver_kind
-from ._solvers.randomized_neumann import check_continue_prob
+from ._solvers.randomized_neumann import check_continue_prob, draw_depth
 from ._space import _Space
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "check_product",
     "check_solver_kind",
     "check_continue_prob",
+    "draw_depth",
 ]
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import torch
 
-from rbpsolve.extending import check_continue_prob
+from rbpsolve.extending import check_continue_prob, draw_depth
 
 from ._jacobian import _check_state, check_output
 
@@ -77,10 +76,7 @@ class RandomTruncation:
 
     def draw(self) -> float:
         """The depth ``D = K0 + L`` of one unroll (``inf`` when ``continue_prob = 1``)."""
-        if self.continue_prob == 1:
-            return math.inf
-        rng = np.random.default_rng(self.seed)
-        return self.min_steps + int(rng.geometric(1.0 - float(self.continue_prob))) - 1
+        return draw_depth(self.continue_prob, self.min_steps, self.seed)
 
 
 def unroll(f, h0, steps: int, *, truncate=None):

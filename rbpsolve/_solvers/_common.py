@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _backend
+from .._error_estimate import combine_sigma, record_update
 
 
 def start(a, b, x0):
@@ -56,3 +57,20 @@ def nonzero(xp, value):
     if isinstance(value, (int, float)):
         return value if value != 0 else 1.0
     return xp.where(value == 0, 1.0, value)
+
+
+def segment_estimates(trace, sigma_of) -> tuple[float, bool, tuple]:
+    """``(sigma_min, settled, updates)`` of a CG-type run (CGNE, LSQR) from its trace.
+
+    Each record starts with the two coefficient sequences of the run's small matrix
+    (``sigma_of(first, second)`` gives its ``sigma_min``) and the norm of the step's update;
+    every restart begins a new matrix, and the smallest ``sigma_min`` of them counts.
+    """
+    sigma, settled, updates = math.inf, False, (None, None)
+    for segment in trace.segments():
+        first, second = [r[0] for r in segment], [r[1] for r in segment]
+        pair = [sigma_of(first[:-1], second[:-1]), sigma_of(first, second)] if first else []
+        sigma, settled = combine_sigma(pair, sigma, settled)
+        for record in segment:
+            updates = record_update(updates, record[2])
+    return sigma, settled, updates

@@ -8,8 +8,8 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, Finish, StepReport
-from .._error_estimate import combine_sigma, lanczos_sigma_min, record_update
-from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, start
+from .._error_estimate import lanczos_sigma_min
+from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, segment_estimates, start
 
 __all__ = ["CGNE"]
 
@@ -127,15 +127,9 @@ class CGNE(AbstractSolver):
         return state.x
 
     def finish(self, a, b, state, trace):
-        sigma, settled, updates = math.inf, False, (None, None)
-        for segment in trace.segments():
-            # CG's step lengths alpha_j and ratios beta_j = gamma_{j+1} / gamma_j give the
-            # Lanczos matrix of A^T A; each restart begins a new one.
-            steps, ratios = [r[0] for r in segment], [r[1] for r in segment]
-            pair = [lanczos_sigma_min(steps[:-1], ratios[:-1]), lanczos_sigma_min(steps, ratios)] if steps else []
-            sigma, settled = combine_sigma(pair, sigma, settled)
-            for record in segment:
-                updates = record_update(updates, record[2])
+        # CG's step lengths alpha_j and ratios beta_j = gamma_{j+1} / gamma_j give the
+        # Lanczos matrix of A^T A; each restart begins a new one.
+        sigma, settled, updates = segment_estimates(trace, lanczos_sigma_min)
         if trace.records:
             r_norm, (_, _, _, anorm, gamma) = trace.residuals[-1], trace.records[-1]
         else:

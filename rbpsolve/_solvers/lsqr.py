@@ -8,8 +8,8 @@ from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend
 from ._base import AbstractSolver, Finish, StepReport
-from .._error_estimate import bidiagonal_sigma_min, combine_sigma, record_update
-from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, start
+from .._error_estimate import bidiagonal_sigma_min
+from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, segment_estimates, start
 
 __all__ = ["LSQR"]
 
@@ -142,14 +142,8 @@ class LSQR(AbstractSolver):
         return state.x
 
     def finish(self, a, b, state, trace):
-        sigma, settled, updates = math.inf, False, (None, None)
-        for segment in trace.segments():
-            # (alpha_k, beta_{k+1}) of the lower bidiagonal B_k; each restart begins a new one.
-            d, e = [r[0] for r in segment], [r[1] for r in segment]
-            pair = [bidiagonal_sigma_min(d[:-1], e[:-1]), bidiagonal_sigma_min(d, e)] if d else []
-            sigma, settled = combine_sigma(pair, sigma, settled)
-            for record in segment:
-                updates = record_update(updates, record[2])
+        # (alpha_k, beta_{k+1}) of the lower bidiagonal B_k; each restart begins a new one.
+        sigma, settled, updates = segment_estimates(trace, bidiagonal_sigma_min)
         xp = a.xp
         if trace.records:
             phibar, (_, _, _, anorm, ddnorm, arnorm) = trace.residuals[-1], trace.records[-1]

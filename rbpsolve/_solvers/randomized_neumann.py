@@ -27,6 +27,20 @@ class _State(NamedTuple):
     probe: Any = None  # the term after a draw of no products, computed to judge the series
 
 
+def draw_depth(continue_prob: float, min_steps: int, seed: int | None) -> float:
+    """``K0 + L`` with ``P(L >= l) = alpha^l``: the depth of one randomised truncation
+    (one host draw from ``numpy.random.default_rng(seed)``; ``inf`` for ``alpha = 1``).
+
+    Shared by :class:`RandomizedNeumann` (products of the series) and the torch
+    adapter's ``RandomTruncation`` (steps of an unrolled graph), so both draw alike.
+    """
+    alpha = float(continue_prob)
+    if alpha == 1:
+        return math.inf
+    rng = np.random.default_rng(seed)
+    return min_steps + int(rng.geometric(1.0 - alpha)) - 1
+
+
 def check_continue_prob(alpha) -> None:
     """Raise unless ``alpha`` is a real number in (0, 1]: the probability of continuing a
     Russian-roulette truncation (shared with the torch adapter's ``RandomTruncation``)."""
@@ -160,11 +174,8 @@ class RandomizedNeumann(AbstractSolver):
 
     def draw(self) -> int:
         """``K0 + L``: the products one solve asks for before the cap (one host draw)."""
-        alpha = float(self.continue_prob)
-        if alpha == 1:
-            return self.max_steps
-        rng = np.random.default_rng(self.seed)
-        return self.min_steps + int(rng.geometric(1.0 - alpha)) - 1
+        depth = draw_depth(self.continue_prob, self.min_steps, self.seed)
+        return self.max_steps if math.isinf(depth) else depth
 
     def init(self, a, b, x0, tol, *, deferred=False):
         r0 = b if x0 is None else b - a.mv(x0)
