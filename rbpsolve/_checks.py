@@ -310,7 +310,7 @@ def check_solver_kind(
     """
     # The solver families import the operators, which import these checks: imported on use.
     from ._forward._base import AbstractForwardSolver
-    from ._solve import Fallback
+    from ._fallback import Fallback
     from ._solvers._base import AbstractSolver
 
     if kind not in _KINDS:

@@ -2,55 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Callable
 
 from ._checks import check_input, check_solver_kind
-from ._loop import iterate
-from ._verify import true_residual
 from ._algebra import IdentityMinus, Transpose
 from ._interop import aslinearoperator
 from ._operator import Operator
-from ._space import ProductCounter
-from ._result import Result, SolveError, Status
-from ._forward._base import AbstractForwardSolver
-from ._solvers._base import AbstractSolver
+from ._fallback import Fallback, run
+from ._result import Result
 
 __all__ = ["solve", "solve_adjoint", "Fallback"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Fallback:
-    """Try solvers in turn until one succeeds; the switch is recorded in the result.
-
-    Each solver starts afresh from the caller's ``x0`` (a diverged iterate is a bad
-    start). The returned :class:`Result` is the first successful one; when every solver
-    fails, the best attempt, the one with the smallest verified residual
-    ``norm(b - A x)`` (recomputed with one product where an attempt had no verified
-    figure). ``attempts`` holds every other result in the chain's order,
-    ``info["fallback_index"]`` the returned one's place, and the counts include them all.
-    A callback that returns True stops the whole chain (``Status.STOPPED``).
-    A chain holds linear solvers (for ``solve`` and ``solve_adjoint``) or forward solvers
-    (``Picard``, ``Anderson``, for ``fixed_point``), not both.
-
-    Examples
-    --------
-    >>> import rbpsolve
-    >>> chain = rbpsolve.Fallback(rbpsolve.Neumann(max_steps=50, rtol=1e-8), rbpsolve.GMRES(rtol=1e-8))
-    """
-
-    solvers: tuple
-
-    def __init__(self, *solvers):
-        if len(solvers) == 1 and isinstance(solvers[0], (tuple, list)):
-            solvers = tuple(solvers[0])
-        if not solvers:
-            raise ValueError("Fallback needs at least one solver, e.g. Fallback(Neumann(), GMRES())")
-        for s in solvers:
-            if not isinstance(s, (AbstractSolver, AbstractForwardSolver)):
-                raise TypeError(f"Fallback takes rbpsolve solvers such as rbpsolve.GMRES(); got {s!r}")
-        object.__setattr__(self, "solvers", tuple(solvers))
 
 
 def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: bool = True) -> Result:
@@ -91,7 +52,7 @@ def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: boo
         check_input(x0, A.in_space, "x0", "A acts on arrays")
     for s in chain:
         _check_products(s, A, square_msg="A", mv_msg="products A v (matvec)", rmv_msg="products A^T u (rmatvec)")
-    return _run(solver, A, b, x0, callback, throw)
+    return run(solver, A, b, x0, callback, throw)
 
 
 def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, throw: bool = True) -> Result:
@@ -146,71 +107,7 @@ def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, th
             rmv_msg="products J v (a jvp), but J was built without jvp=; pass jvp= or use "
             "FixedPoint, Neumann or GMRES, which need only vjp",
         )
-    return _run(solver, A, g, x0, callback, throw)
-
-
-def _run(solver, A, b, x0, callback, throw) -> Result:
-    if isinstance(solver, Fallback):
-        result = _run_chain(solver, A, b, x0, callback)
-    else:
-        result = iterate(solver, A, b, x0, callback=callback)
-    if throw and not result.ok:
-        raise SolveError(result)
-    return result
-
-
-def _run_chain(chain, A, b, x0, callback) -> Result:
-    """Each solver of the chain in turn until one is ok or the callback asks to stop.
-
-    When every one fails, the best attempt is returned: the smallest verified residual
-    ``norm(b - A x)`` (recomputed, one product each, where an attempt did not verify its
-    own), every other attempt kept in ``attempts``.
-    """
-    results = []
-    for s in chain.solvers:
-        result = iterate(s, A, b, x0, callback=callback)
-        results.append(result)
-        # A stop request from the callback ends the whole chain, not just this member.
-        if result.ok or result.status is Status.STOPPED:
-            break
-    chosen = len(results) - 1
-    if not results[-1].ok and results[-1].status is not Status.STOPPED and len(results) > 1 and b is not None:
-        results = [_verified(A, b, r) for r in results]
-        chosen = min(range(len(results)), key=lambda i: _residual_key(results[i]))
-    attempts = tuple(r for i, r in enumerate(results) if i != chosen)
-    best = results[chosen]
-    info = dict(best.info)
-    info["fallback_index"] = chosen
-    return dataclasses.replace(
-        best,
-        attempts=attempts,
-        info=info,
-        num_vjp=sum(r.num_vjp for r in results),
-        num_jvp=sum(r.num_jvp for r in results),
-    )
-
-
-def _verified(A, b, result: Result) -> Result:
-    """``result`` with its true residual, if it does not carry one (counted as a product)."""
-    if result.residual_kind == "verified":
-        return result
-    xp = A.xp
-    if not bool(xp.all(xp.isfinite(result.x))):
-        return dataclasses.replace(result, residual_norm=math.inf, residual_kind="verified")
-    counter = ProductCounter()
-    _, residual, _ = true_residual(A.with_counter(counter), b, result.x)
-    return dataclasses.replace(
-        result,
-        residual_norm=residual,
-        residual_kind="verified",
-        num_vjp=result.num_vjp + counter.vjp,
-        num_jvp=result.num_jvp + counter.jvp,
-    )
-
-
-def _residual_key(result: Result) -> float:
-    value = result.residual_norm
-    return math.inf if value is None or not math.isfinite(value) else value
+    return run(solver, A, g, x0, callback, throw)
 
 
 def _check_products(solver, A, *, square_msg, mv_msg, rmv_msg):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .._checks import check_solver_kind
+from .._fallback import run
 from .._space import _Space
 from .._result import Result
 from ._base import Map
@@ -54,12 +55,10 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
     >>> res.x.round(9), res.info["num_evaluations"]
     (array([2., 2., 2.]), 40)
     """
-    from .._solve import _run
-
     if not callable(F):
         raise TypeError(f"F must be callable, a map h -> F(h); got {type(F).__name__}")
     space = _Space.like(h0, "h0")
     if not bool(space.xp.all(space.xp.isfinite(h0))):
         raise ValueError("h0 contains NaN or inf; start the iteration from a finite state (zeros, say)")
     check_solver_kind(solver, "forward")
-    return _run(solver, Map(F, space), None, h0, callback, throw)
+    return run(solver, Map(F, space), None, h0, callback, throw)
