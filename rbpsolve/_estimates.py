@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import _backend
+from ._gram_schmidt import orthogonalise
 from ._operator import Operator
 from ._space import ProductCounter
 
@@ -119,23 +120,33 @@ def _norm(xp, u, product: str) -> float:
 
 
 def _orthogonalise(xp, w, basis, product: str):
-    """Classical Gram-Schmidt against ``basis``, twice (full reorthogonalisation).
-
-    Returns ``w`` and the coefficients summed over both passes; raises
+    """``w`` (of any shape) orthogonalised twice against the rows of ``basis`` (full
+    reorthogonalisation, :func:`rbpsolve._gram_schmidt.orthogonalise`); raises
     :class:`_NonFinite` on a NaN or inf coefficient, which any NaN or inf in ``w`` causes
-    (``inf * 0`` is NaN), before it spreads through ``w``.
-    """
-    total = np.zeros(len(basis))
-    for _ in range(2 if basis else 0):
-        h = _backend.to_numpy(xp.stack([_backend.vdot(xp, v, w) for v in basis]))
-        if not np.all(np.isfinite(h)):
-            raise _NonFinite(product)
-        for hi, v in zip(h, basis):
-            w = w - float(hi) * v
-        total += h
-    if not np.all(np.isfinite(total)):
+    (``inf * 0`` is NaN), before it spreads further."""
+    if basis is None or basis.shape[0] == 0:
+        return w, np.zeros(0)
+    flat, coefficients, _, _ = orthogonalise(xp, basis, xp.reshape(w, (-1,)), twice=True)
+    if not np.all(np.isfinite(coefficients)):
         raise _NonFinite(product)
-    return w, total
+    return xp.reshape(flat, w.shape), coefficients
+
+
+class _Basis:
+    """Rows of a ``(capacity, n)`` array, filled in turn (written in place where the
+    library allows it, functionally on JAX)."""
+
+    def __init__(self, xp, space, capacity: int):
+        self.xp, self.size = xp, 0
+        self.rows = xp.empty((capacity, space.size), dtype=space.dtype, device=space.device)
+
+    def append(self, v) -> None:
+        self.rows = _backend.set_row(self.xp, self.rows, self.size, self.xp.reshape(v, (-1,)))
+        self.size += 1
+
+    @property
+    def filled(self):
+        return self.rows[: self.size, :]
 
 
 def _random_unit(space, seed):
@@ -209,7 +220,8 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
     users = _caller_errstate()
     steps = min(max_steps, op.in_space.size, op.out_space.size)
     v = _random_unit(op.in_space, seed)
-    V, U = [v], []
+    V, U = _Basis(xp, op.in_space, steps + 1), _Basis(xp, op.out_space, steps)
+    V.append(v)
     alphas, betas = [], []
     u_prev, beta = None, 0.0
     previous, converged = None, False
@@ -223,7 +235,7 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
                     u = op.mv(v)
                 if u_prev is not None:
                     u = u - beta * u_prev
-                u, _ = _orthogonalise(xp, u, U, product)
+                u, _ = _orthogonalise(xp, u, U.filled, product)
                 alpha = _norm(xp, u, product)
                 alphas.append(alpha)
                 invariant = alpha == 0.0
@@ -233,7 +245,7 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
                     product = "vjp"
                     with users():
                         w = op.rmv(u)
-                    w, _ = _orthogonalise(xp, w - alpha * v, V, product)
+                    w, _ = _orthogonalise(xp, w - alpha * v, V.filled, product)
                     beta = _norm(xp, w, product)
                     invariant = beta == 0.0 or k == steps - 1
                 B = np.diag(alphas) + np.diag(betas, 1)
@@ -348,7 +360,9 @@ def estimate_spectral_radius(
     xp = op.xp
     users = _caller_errstate()
     steps = min(max_steps, op.in_space.size)
-    basis = [_random_unit(op.in_space, seed)]
+    basis = _Basis(xp, op.in_space, steps + 1)
+    current = _random_unit(op.in_space, seed)
+    basis.append(current)
     H = np.zeros((steps + 1, steps))
     previous, converged, settled, rho, ritz = None, False, False, 0.0, np.zeros(0)
     k = 0
@@ -356,8 +370,8 @@ def estimate_spectral_radius(
         try:
             for k in range(steps):
                 with users():
-                    w = apply(basis[-1])
-                w, coefficients = _orthogonalise(xp, w, basis, name)
+                    w = apply(current)
+                w, coefficients = _orthogonalise(xp, w, basis.filled, name)
                 w_norm = _norm(xp, w, name)
                 H[: k + 1, k] = coefficients
                 H[k + 1, k] = w_norm
@@ -373,7 +387,8 @@ def estimate_spectral_radius(
                     converged = True
                     break
                 previous = rho
-                basis.append(w / w_norm)
+                current = w / w_norm
+                basis.append(current)
         except _NonFinite as stop:
             return _stopped(k, counter, stop.product, {"ritz_values": ()})
     return Estimate(rho, k + 1, counter.vjp, counter.jvp, converged, {"ritz_values": tuple(complex(z) for z in ritz)})

@@ -11,6 +11,7 @@ import numpy as np
 from .. import _backend
 from .._algebra import IdentityMinus
 from .._error_estimate import combine_sigma, record_update
+from .._gram_schmidt import orthogonalise, project_out
 from .._verify import true_residual
 from ._base import AbstractSolver, Finish, StepReport
 from ._common import krylov_error_bound, quotient
@@ -18,7 +19,6 @@ from ._hessenberg import Rotated, cycle_updates
 
 __all__ = ["GMRES"]
 
-_DGKS = 1.0 / math.sqrt(2.0)  # Daniel, Gragg, Kaufman and Stewart (1976)
 # A fixed budget cannot decide on a second pass; one pass leaves v_{k+1} orthogonal to
 # V to about eps * ||w|| / ||w - V h||, harmless unless the pass cancelled this much.
 _SKEWED = 1e-3
@@ -121,9 +121,16 @@ class GMRES(AbstractSolver):
         if state.halted:
             return state, StepReport(None)
         first = state.size == 0
+        if first and not state.deferred:
+            # A cycle starts from ||r||: read once (the first cycle's; a restart's is on
+            # the host already), and nothing to do from a zero residual.
+            r_norm = state.r_norm if isinstance(state.r_norm, float) else _backend.to_float(state.r_norm)
+            state = state._replace(r_norm=r_norm, rotated=Rotated.start(r_norm))
+            if r_norm == 0 or not math.isfinite(r_norm):
+                return state, StepReport(r_norm)
         if first:
-            # A cycle starts: v_0 = r / ||r||, on the device (||r|| = 0 gives v_0 = 0 and a
-            # zero column, reported from the host figures below).
+            # v_0 = r / ||r||, on the device (in a fixed budget ||r|| = 0 gives v_0 = 0 and
+            # zero columns, read at the cycle's end).
             v0 = xp.reshape(state.r, (-1,)) * quotient(xp, 1.0, state.r_norm)
             state = state._replace(basis=_backend.set_row(xp, state.basis, 0, v0), size=1)
         k = state.size - 1
@@ -131,25 +138,9 @@ class GMRES(AbstractSolver):
         shifted = isinstance(a, IdentityMinus)
         operator = a.op if shifted else a
         w = xp.reshape(operator.mv(xp.reshape(filled[k, :], a.in_shape)), (-1,))
-        h = xp.matmul(filled, w)
-        w_sq = _backend.vdot(xp, w, w)
-        w = w - xp.matmul(h, filled)
         if state.deferred:
-            return self._deferred_step(a, b, state, w, h, w_sq, shifted)
-        scalars = _backend.to_host(xp, *((state.r_norm,) if first else ()), h, w_sq)  # the step's one transfer
-        if first:
-            r_norm, scalars = scalars[0], scalars[1:]
-            state = state._replace(r_norm=r_norm, rotated=Rotated.start(r_norm))
-            if r_norm == 0 or not math.isfinite(r_norm):
-                return state._replace(size=0), StepReport(r_norm)
-        coefficients, before = np.asarray(scalars[:-1]), math.sqrt(max(scalars[-1], 0.0))
-        w_norm = math.sqrt(max(scalars[-1] - float(coefficients @ coefficients), 0.0))
-        if w_norm < _DGKS * before:
-            # The pass cancelled most of w: a second one restores orthogonality (DGKS).
-            h2 = xp.matmul(filled, w)
-            w = w - xp.matmul(h2, filled)
-            again = _backend.to_host(xp, h2, _backend.norm(xp, w))
-            coefficients, w_norm = coefficients + np.asarray(again[:-1]), again[-1]
+            return self._deferred_step(a, b, state, w, filled, shifted)
+        w, coefficients, w_norm, before = orthogonalise(xp, filled, w)  # the step's transfer
         column = np.append(coefficients, w_norm)
         scale = 0.0
         if shifted:
@@ -174,10 +165,12 @@ class GMRES(AbstractSolver):
             return state, StepReport(r_norm, verified=True, floor=floor)
         return state, StepReport(rotated.estimate)
 
-    def _deferred_step(self, a, b, state, w, h, w_sq, shifted):
+    def _deferred_step(self, a, b, state, w, filled, shifted):
         """A step of a fixed budget: nothing leaves the device until the cycle ends."""
         xp = a.xp
         k = state.size - 1
+        w_sq = _backend.vdot(xp, w, w)
+        w, h = project_out(xp, filled, w)
         # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras; V orthonormal): no second reduction.
         w_norm = xp.sqrt(xp.maximum(w_sq - _backend.vdot(xp, h, h), 0.0))
         cancelled = w_norm < _SKEWED * xp.sqrt(w_sq)
