@@ -87,37 +87,36 @@ def settings(solver, tol, rtol, atol, linear) -> _Settings:
 
 
 # --------------------------------------------------------------------- reading reports
-def _fields(report: StepReport) -> list:
-    values = [report.residual, report.breakdown, report.least_squares]
-    if report.scale is not None:
-        values.append(report.scale)
-    return values + list(report.records) if report.records else values
-
-
-def _size(value) -> int:
-    shape = getattr(value, "shape", None)
-    return math.prod(shape) if shape else 1
-
-
 def read(xp, reports: list) -> list:
-    """The reports with every device field moved to the host: one transfer for all."""
-    fields = [_fields(report) for report in reports]
-    flat = _backend.to_host(xp, *[v for values in fields for v in values if v is not None])
+    """The reports with every device field moved to the host: one transfer for all.
+
+    A field may be a 0-d array, a 1-d array (a record of several values: it comes back
+    as that many floats) or a Python value (passed through).
+    """
+    values = []
+    for report in reports:
+        values.append(report.residual if report.residual is not None else 0.0)
+        values.append(report.breakdown)
+        values.append(report.least_squares)
+        values.append(report.scale if report.scale is not None else 0.0)
+        values.extend(report.records)
+    flat = _backend.to_host(xp, *values)
+    if len(reports) == 1:  # an eager step: every value after the first four is a record
+        report = reports[0]
+        return [report._replace(
+            residual=flat[0] if report.residual is not None else None, breakdown=bool(flat[1]),
+            least_squares=bool(flat[2]), scale=flat[3] if report.scale is not None else None,
+            records=tuple(flat[4:]))]
     out, at = [], 0
-    for report, values in zip(reports, fields):
-        host = []
-        for v in values:
-            if v is None:
-                host.append(None)
-                continue
-            size = _size(v)
-            host.append(flat[at] if size == 1 else tuple(flat[at: at + size]))
-            at += size
-        records = []
-        for part in host[3 + (report.scale is not None):]:
-            records.extend(part if isinstance(part, tuple) else (part,))
-        out.append(report._replace(residual=host[0], breakdown=bool(host[1]), least_squares=bool(host[2]),
-                                   scale=host[3] if report.scale is not None else None, records=tuple(records)))
+    for report in reports:
+        residual, breakdown, least_squares, scale = flat[at: at + 4]
+        at += 4
+        width = sum(math.prod(v.shape) if getattr(v, "shape", None) else 1 for v in report.records)
+        out.append(report._replace(
+            residual=residual if report.residual is not None else None,
+            breakdown=bool(breakdown), least_squares=bool(least_squares),
+            scale=scale if report.scale is not None else None, records=tuple(flat[at: at + width])))
+        at += width
     return out
 
 
