@@ -141,6 +141,7 @@ def test_forward_solvers_transfer_at_most_once_a_step(kind):
         F, h0 = (lambda h: torch.tanh(Wt @ h) + 0.1), torch.zeros(N, dtype=torch.float64)
     for make, fixed in [(lambda k: rbpsolve.Picard(max_steps=k, rtol=0.0), True),
                         (lambda k: rbpsolve.Picard(max_steps=k, rtol=1e-300), False),
+                        (lambda k: rbpsolve.Anderson(max_steps=k, rtol=0.0), True),
                         (lambda k: rbpsolve.Anderson(max_steps=k, rtol=1e-300), False)]:
         counts = []
         for steps in (K, 2 * K):
@@ -172,3 +173,30 @@ def test_the_counter_counts_what_reaches_python():
     assert _backend.transfer_count() - before == 1
     assert _backend.to_host(np, 1.0, 2) == [1.0, 2.0]  # Python numbers move nothing
     assert _backend.transfer_count() - before == 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda k, r: rbpsolve.FixedPoint(max_steps=k, rtol=r),
+    lambda k, r: rbpsolve.Neumann(max_steps=k, rtol=r),
+    lambda k, r: rbpsolve.CGNE(max_steps=k, rtol=r),
+    lambda k, r: rbpsolve.LSQR(max_steps=k, rtol=r),
+    lambda k, r: rbpsolve.GMRES(max_steps=k, rtol=r, restart=7),
+], ids=["FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES(restart=7)"])
+def test_a_fixed_budget_read_afterwards_computes_what_a_step_by_step_run_does(make):
+    # The same steps, decided afterwards (rtol = 0) or step by step (rtol far below
+    # reach): the same iterate to rounding, the same history, the same products.
+    J, g = _operator("numpy", _matrix(4, rho=0.9))
+    deferred = rbpsolve.solve_adjoint(J, g, make(2 * K, 0.0))
+    eager = rbpsolve.solve_adjoint(J, g, make(2 * K, 1e-300), throw=False)
+    np.testing.assert_allclose(deferred.x, eager.x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(deferred.history, eager.history, rtol=1e-8)
+    assert (deferred.num_vjp, deferred.num_jvp) == (eager.num_vjp, eager.num_jvp)
+
+
+def test_anderson_fixed_budget_solves_its_small_system_on_the_device_alike():
+    W = 0.9 * _matrix(5)
+    F = lambda h: np.tanh(W @ h) + 0.1  # noqa: E731
+    deferred = rbpsolve.fixed_point(F, np.zeros(N), rbpsolve.Anderson(max_steps=2 * K, rtol=0.0))
+    eager = rbpsolve.fixed_point(F, np.zeros(N), rbpsolve.Anderson(max_steps=2 * K, rtol=1e-300), throw=False)
+    np.testing.assert_allclose(deferred.x, eager.x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(deferred.history, eager.history, rtol=1e-6)

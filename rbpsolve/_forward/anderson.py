@@ -21,7 +21,8 @@ class _State(NamedTuple):
     prev_g: Any
     dX: tuple  # differences of successive iterates, oldest first (at most `memory`)
     dG: tuple  # differences of successive residuals
-    gram: np.ndarray  # dG^T dG on the host, float64
+    gram: Any  # dG^T dG: on the host in float64, or on the device in a fixed budget
+    deferred: bool = False  # a fixed budget: the small system is solved on the device
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +105,8 @@ class Anderson(AbstractForwardSolver):
                 raise ValueError(f"regularization must be a finite number >= 0; got {lam}")
 
     def init(self, a, b, x0, tol, *, deferred=False):
-        return _State(x0, None, None, (), (), np.zeros((0, 0)))
+        gram = a.xp.zeros((0, 0), dtype=x0.dtype, device=a.device) if deferred else np.zeros((0, 0))
+        return _State(x0, None, None, (), (), gram, deferred)
 
     def step(self, a, b, state):
         xp = a.xp
@@ -118,6 +120,8 @@ class Anderson(AbstractForwardSolver):
             keep = len(dG) - 1  # the old columns still in memory
             gram = gram[gram.shape[0] - keep :, gram.shape[1] - keep :]
         m = len(dG)
+        if state.deferred:
+            return self._device_step(xp, x, f, g, dX, dG, gram, m)
         scalars = [_backend.norm(xp, g), _backend.norm(xp, f)]
         if m:
             scalars += [_backend.vdot(xp, dG[-1], c) for c in dG] + [_backend.vdot(xp, g, c) for c in dG]
@@ -137,6 +141,32 @@ class Anderson(AbstractForwardSolver):
                 if gi != 0.0:
                     x_new = x_new - float(gi) * (dx + beta * dg)
         return _State(x_new, x, g, dX, dG, gram), StepReport(residual, scale=scale)
+
+    def _device_step(self, xp, x, f, g, dX, dG, gram, m):
+        """The step of a fixed budget: the same extrapolation with the small system
+        solved on the device (``xp.linalg.solve``), so that nothing moves to the host.
+        Where that system is unusable (a zero or non-finite Gram matrix, a non-finite
+        solution) the coefficients are zero: a plain mixing step, as on the host."""
+        beta = float(self.mixing)
+        x_new = x + beta * g
+        if m:
+            row = xp.stack([_backend.vdot(xp, dG[-1], c) for c in dG])
+            grown = xp.concat([xp.concat([gram, row[: m - 1, None]], axis=1), row[None, :]], axis=0)
+            rhs = xp.stack([_backend.vdot(xp, g, c) for c in dG])
+            lam = self.regularization
+            if lam is None:
+                lam = math.sqrt(_backend.machine_eps(xp, x.dtype))
+            trace = xp.sum(xp.linalg.diagonal(grown))
+            usable = (trace > 0) & xp.isfinite(trace) & xp.all(xp.isfinite(rhs))
+            eye = xp.eye(m, dtype=x.dtype, device=_backend.device_of(x))
+            system = xp.where(usable, grown + (lam * trace) * eye, eye)
+            gamma = xp.linalg.solve(system, xp.where(usable, rhs, 0.0)[:, None])[:, 0]
+            gamma = xp.where(usable & xp.all(xp.isfinite(gamma)), gamma, 0.0)
+            for i, (dx, dg) in enumerate(zip(dX, dG)):
+                x_new = x_new - gamma[i] * (dx + beta * dg)
+            gram = grown
+        state = _State(x_new, x, g, dX, dG, gram, True)
+        return state, StepReport(_backend.norm(xp, g), scale=_backend.norm(xp, f))
 
     def _coefficients(self, gram, rhs, dtype, xp):
         lam = self.regularization
