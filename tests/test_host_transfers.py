@@ -200,3 +200,25 @@ def test_anderson_fixed_budget_solves_its_small_system_on_the_device_alike():
     eager = rbpsolve.fixed_point(F, np.zeros(N), rbpsolve.Anderson(max_steps=2 * K, rtol=1e-300), throw=False)
     np.testing.assert_allclose(deferred.x, eager.x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(deferred.history, eager.history, rtol=1e-6)
+
+
+def test_gmres_holds_one_basis_for_the_whole_solve():
+    # Between steps GMRES holds its basis (restart + 1 arrays) and the cycle's start x;
+    # the loop holds its copy of b. A basis allocated per cycle would show as a second
+    # one after the first restart.
+    import tracemalloc
+
+    n, restart = 20000, 10
+    d = np.linspace(-0.95, 0.95, n)
+    J = rbpsolve.JacobianOperator(lambda u: d * u, lambda v: d * v, like=np.zeros(n))
+    g = np.random.default_rng(0).standard_normal(n)
+    held = []
+    tracemalloc.start()
+    try:
+        res = rbpsolve.solve_adjoint(J, g, rbpsolve.GMRES(restart=restart, max_steps=4 * restart, rtol=1e-300),
+                                     throw=False, callback=lambda info: held.append(tracemalloc.get_traced_memory()[0]))
+    finally:
+        tracemalloc.stop()
+    assert res.num_steps == 4 * restart
+    arrays = max(held) / (8 * n)
+    assert arrays <= restart + 5, f"GMRES held {arrays:.1f} state-sized arrays between steps"

@@ -26,7 +26,7 @@ _SKEWED = 1e-3
 
 class _State(NamedTuple):
     x: Any  # the start of the current cycle
-    r: Any  # b - A x, known exactly at a cycle's start
+    r: Any  # b - A x, known exactly at a cycle's start (None once it is v_0)
     r_norm: Any  # its norm (0-d array; a host float once read)
     basis: Any  # (m + 1, n) rows, allocated once per solve: the cycle's orthonormal vectors
     size: int  # how many rows of `basis` the cycle has filled
@@ -132,7 +132,8 @@ class GMRES(AbstractSolver):
             # v_0 = r / ||r||, on the device (in a fixed budget ||r|| = 0 gives v_0 = 0 and
             # zero columns, read at the cycle's end).
             v0 = xp.reshape(state.r, (-1,)) * quotient(xp, 1.0, state.r_norm)
-            state = state._replace(basis=_backend.set_row(xp, state.basis, 0, v0), size=1)
+            # r lives on as v_0: the solve holds x and the basis, restart + 2 arrays.
+            state = state._replace(basis=_backend.set_row(xp, state.basis, 0, v0), size=1, r=None)
         k = state.size - 1
         filled = state.basis[: k + 1, :]
         shifted = isinstance(a, IdentityMinus)
