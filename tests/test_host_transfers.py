@@ -204,8 +204,9 @@ def test_anderson_fixed_budget_solves_its_small_system_on_the_device_alike():
 
 def test_gmres_holds_one_basis_for_the_whole_solve():
     # Between steps GMRES holds its basis (restart + 1 arrays) and the cycle's start x;
-    # the loop holds its copy of b. A basis allocated per cycle would show as a second
-    # one after the first restart.
+    # the loop holds its copy of b (restart + 3 in all; measured), and for the step that
+    # ends a cycle the old start, the new one and its residual (restart + 6). A basis
+    # allocated per cycle would add restart + 1 after the first restart.
     import tracemalloc
 
     n, restart = 20000, 10
@@ -221,4 +222,4 @@ def test_gmres_holds_one_basis_for_the_whole_solve():
         tracemalloc.stop()
     assert res.num_steps == 4 * restart
     arrays = max(held) / (8 * n)
-    assert arrays <= restart + 5, f"GMRES held {arrays:.1f} state-sized arrays between steps"
+    assert arrays <= restart + 7, f"GMRES held {arrays:.1f} state-sized arrays between steps"
