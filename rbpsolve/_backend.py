@@ -153,6 +153,8 @@ def to_host(xp, *values) -> list[float]:
             # Host memory already: numpy's scalars and 0-d arrays need only unpacking.
             return [float(v) for v in values]
         moved = np.concatenate([np.reshape(np.asarray(v, dtype=np.float64), (-1,)) for v in arrays]).tolist()
+    elif len(arrays) == 1 and not first.shape:
+        moved, flat = [float(first)], True  # one value (a residual): nothing to stack
     else:
         moved, flat = _stacked(xp if xp is not None else namespace(*arrays), arrays), True
         if moved is None:
