@@ -16,7 +16,7 @@ float32), and ``rbpsolve.solve(A, b, LSQR(rtol=1e-10))`` against ``scipy.sparse.
 on the same numpy ``LinearOperator`` ``A = I - J^T`` (n = 2000, float64, dense J, scipy with
 ``atol=0, btol=1e-10``: the same stopping test ``||r|| <= 1e-10 ||b||``), iterations shown.
 
-Run from the repository root, with nothing else heavy running (about 15 minutes on 2 cores
+Run from the repository root, with nothing else heavy running (about 4 minutes on 2 quiet cores
 with the defaults; the realistic size is nearly all of it)::
 
     python benchmarks/overhead_report.py [--repeats 7] [--sizes small,realistic] [--backends numpy,torch]
@@ -238,9 +238,11 @@ def main(argv=None):
     bar_update, close = _progress_bar(total)
     update = _LoadWatch(bar_update)
     wall = time.perf_counter()
-    results_by_size = {}
+    results_by_size, loads_by_size = {}, {}
     for size in sizes:
+        first = len(update.loads)
         results_by_size[size] = measure_group(size, backends, solvers, args.repeats, progress=update)
+        loads_by_size[size] = update.loads[first:] or update.loads[-1:]
     scipy_lines = lsqr_versus_scipy(args.scipy_n, 1e-10, args.repeats, progress=update) if args.scipy_n else None
     close()
     memory_lines = None if args.no_memory else memory_table(solvers)
@@ -273,6 +275,9 @@ def main(argv=None):
         "(FixedPoint, Neumann), ≤ 40 µs/step (Krylov).",
         "",
         *overhead_table(results_by_size),
+        "",
+        "1-minute load average over each size's rounds (about 2 of it is this run): "
+        + "; ".join(f"{size} {min(v):.2f}–{max(v):.2f}" for size, v in loads_by_size.items()) + ".",
     ]
     if memory_lines:
         out += [
