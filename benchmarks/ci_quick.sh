@@ -10,7 +10,10 @@ asv check --python=same
 # and residuals at the small size) and the solver-cost suite at its small size, each once;
 # the error estimate's worst ratio on the far-from-normal family only (the whole
 # EstimateQuality class takes about 45 s) and the verification's extra products at numpy small
-# size (its setup checks that both solves converge): together about 6 s more.
+# size (its setup checks that both solves converge): together about 6 s more. Issue 14's
+# small-size overhead classes (OverheadSmall, OverheadSmallGMRESLimit: one shared setup_cache,
+# 5 interleaved rounds of every solver on numpy and torch) add about 10 s.
 asv run --python=same --machine ci --quick --show-stderr \
     --bench 'bench_accuracy' --bench 'bench_scipy.*small' --bench 'SolverCost.*small' \
-    --bench "EstimateQuality.track_worst_ratio.*'nonnormal'" --bench "VerificationCost.track_extra_products.*'numpy', 'small'"
+    --bench "EstimateQuality.track_worst_ratio.*'nonnormal'" --bench "VerificationCost.track_extra_products.*'numpy', 'small'" \
+    --bench 'OverheadSmall'
