@@ -192,6 +192,18 @@ def _concatenated(xp, arrays):
     return joined.detach().tolist() if array_api_compat.is_torch_array(joined) else _host_copy(joined).tolist()
 
 
+def select(xp, condition, a, b):
+    """``a`` where the 0-d boolean ``condition`` holds, else ``b``, without a transfer.
+
+    numpy's arrays live on the host, where reading ``condition`` moves nothing: the answer
+    is one of the two arrays themselves (no copy). On other libraries the choice stays on
+    the device (``where``: one pass over the arrays).
+    """
+    if type(condition) is np.bool_ and type(a) is np.ndarray and type(b) is np.ndarray:
+        return a if condition else b
+    return xp.where(condition, a, b)
+
+
 def machine_eps(xp, dtype) -> float:
     """The machine epsilon of ``dtype`` (no array allocated, nothing moved)."""
     return float(xp.finfo(dtype).eps)

@@ -231,7 +231,8 @@ def run_deferred(solver, a, b, state, s: _Settings) -> Run:
     """A fixed budget without a callback: no host transfer before the budget is spent
     (or before step 64, 128, 256, ... for longer budgets).
 
-    The best iterate is tracked on the device (one ``where`` a step); GMRES, which forms
+    The best iterate is tracked on the device (one ``where`` a step; on numpy a reference,
+    no copy: :func:`rbpsolve._backend.select`); GMRES, which forms
     its iterate only at a cycle's end, keeps what it needs to form it instead. The
     reports are then read in one transfer and decided as an eager run would have: the
     status and the returned iterate are the same; the products spent after the step
@@ -254,7 +255,7 @@ def run_deferred(solver, a, b, state, s: _Settings) -> Run:
             # (A NaN residual may make best_r NaN: nothing is better after it, and the
             # run is NONFINITE from that step anyway.)
             best_r = r if best_r is None else xp.minimum(best_r, r)
-            run.best_x = xp.where(better, solver.solution(a, b, holder), run.best_x)
+            run.best_x = _backend.select(xp, better, solver.solution(a, b, holder), run.best_x)
         if report.done:  # a host value: RandomizedNeumann's drawn length
             break
         if track and k >= FIRST_CHECKPOINT and k & (k - 1) == 0:
