@@ -199,9 +199,16 @@ def select(xp, condition, a, b):
     is one of the two arrays themselves (no copy). On other libraries the choice stays on
     the device (``where``: one pass over the arrays).
     """
-    if type(condition) is np.bool_ and type(a) is np.ndarray and type(b) is np.ndarray:
-        return a if condition else b
+    if type(condition) is np.bool_ or type(condition) is bool:
+        return a if condition else b  # numpy (or Python) values: on the host already
     return xp.where(condition, a, b)
+
+
+def hypot(xp, a, b):
+    """``sqrt(a^2 + b^2)`` of two 0-d values without overflow, on their device."""
+    if type(a) is np.float64 and type(b) is np.float64:
+        return np.float64(math.hypot(a, b))
+    return xp.hypot(a, b)
 
 
 def machine_eps(xp, dtype) -> float:

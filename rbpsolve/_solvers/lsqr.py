@@ -105,10 +105,10 @@ class LSQR(AbstractSolver):
         alpha = _backend.norm(xp, v)
         v = v / nonzero(xp, alpha)
         # A plane rotation eliminates the subdiagonal beta of the bidiagonal.
-        rho = xp.hypot(state.rhobar, beta)
+        rho = _backend.hypot(xp, state.rhobar, beta)
         divisor = nonzero(xp, rho)
         c = state.rhobar / divisor
-        s = xp.where(rho == 0, 1.0, beta / divisor)
+        s = _backend.select(xp, rho == 0, 1.0, beta / divisor)
         phi = c * state.phibar
         phibar = s * state.phibar
         step_length = phi / divisor
