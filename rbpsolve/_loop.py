@@ -1,8 +1,10 @@
 """The one iteration driver: stopping test, non-finite and divergence checks, history,
 callbacks, product counts and the :class:`Result`.
 
-Solvers only say how to start (``init``) and how to take one step (``step``); the loop
-decides when to stop, and checks every claim before the :class:`Result` makes it: a
+Solvers follow one protocol (:mod:`rbpsolve._protocol`): how to start, how to take one
+step on the device, what the step's host values mean. The loop takes the steps
+(:mod:`rbpsolve._steps`: read one transfer a step, or all after a fixed budget), decides
+when to stop, and checks every claim before the :class:`Result` makes it: a
 ``CONVERGED`` from a recurrence is verified on the true residual, a tolerance below the
 dtype's rounding level is ``ACCURACY_LIMIT``, and a fixed budget whose series was not
 converging is ``DIVERGED``.

@@ -13,7 +13,12 @@ solvers' own.
 - :func:`check_solver_kind` -- check that a solver (or a ``Fallback``) is linear or forward;
 - :func:`check_continue_prob` -- check a Russian-roulette continuation probability.
 - :func:`draw_depth` -- draw the depth ``K0 + L`` of one randomised truncation, as
-  :class:`~rbpsolve.RandomizedNeumann` does.
+  :class:`~rbpsolve.RandomizedNeumann` does;
+- :class:`AbstractIterativeSolver`, :class:`StepReport`, :class:`Trace`, :class:`Finish`
+  -- the protocol every solver follows (``init``, ``step``, ``judge``, ``settle``,
+  ``solution``, ``finish``; see :mod:`rbpsolve._protocol`), for a solver of one's own:
+  subclass :class:`~rbpsolve.AbstractSolver` (linear) or
+  :class:`~rbpsolve.AbstractForwardSolver` (forward), which add their checks to it.
 
 cupy arrays need no adapter: the core computes with the array API, so cupy arrays work
 in every entry point as they are.
@@ -30,6 +35,7 @@ time; adapters should not import it.
 from __future__ import annotations
 
 from ._checks import check_input, check_map_output, check_product, check_solver_kind
+from ._protocol import AbstractIterativeSolver, Finish, StepReport, Trace
 from ._solvers.randomized_neumann import check_continue_prob, draw_depth
 from ._space import _Space
 
@@ -41,6 +47,10 @@ __all__ = [
     "check_solver_kind",
     "check_continue_prob",
     "draw_depth",
+    "AbstractIterativeSolver",
+    "StepReport",
+    "Trace",
+    "Finish",
 ]
 
 
