@@ -216,15 +216,23 @@ def machine_eps(xp, dtype) -> float:
     return float(xp.finfo(dtype).eps)
 
 
-def set_row(xp, matrix, index: int, row):
-    """``matrix`` with row ``index`` replaced by ``row``.
+def set_row(xp, matrix, index: int, row, scale=None):
+    """``matrix`` with row ``index`` replaced by ``row`` (times ``scale``, if given).
 
     Written in place where the library allows it (numpy, torch, cupy: the same array is
-    returned); a functional update on immutable arrays (JAX: ``.at[].set``).
+    returned, and the scaling writes straight into the row, one pass); a functional
+    update on immutable arrays (JAX: ``.at[].set``).
     """
     if array_api_compat.is_jax_array(matrix):
-        return matrix.at[index].set(row)
-    matrix[index, ...] = row
+        return matrix.at[index].set(row if scale is None else row * scale)
+    if scale is None:
+        matrix[index, ...] = row
+    elif type(matrix) is np.ndarray:
+        np.multiply(row, scale, out=matrix[index])
+    elif array_api_compat.is_torch_array(matrix):
+        matrix[index].copy_(row).mul_(scale)  # in place: no temporary
+    else:
+        matrix[index, ...] = row * scale
     return matrix
 
 

@@ -159,7 +159,7 @@ class GMRES(AbstractSolver):
         cycle = self._cycle(a)
         basis = state.basis
         if not lucky and state.size < cycle:
-            basis = _backend.set_row(xp, basis, state.size, w * (1.0 / w_norm))
+            basis = _backend.set_row(xp, basis, state.size, w, 1.0 / w_norm)
         state = state._replace(basis=basis, rotated=rotated, size=state.size if lucky else state.size + 1)
         if rotated.estimate <= state.tol or lucky or rotated.width == cycle:
             state, r_norm, floor = self._restart(a, b, state)
@@ -178,7 +178,7 @@ class GMRES(AbstractSolver):
         cycle = self._cycle(a)
         basis = state.basis
         if state.size < cycle:
-            basis = _backend.set_row(xp, basis, state.size, w * quotient(xp, 1.0, w_norm))
+            basis = _backend.set_row(xp, basis, state.size, w, quotient(xp, 1.0, w_norm))
         pending = state.pending + ((h, w_norm, cancelled, w_sq, *((state.r_norm,) if k == 0 else ())),)
         state = state._replace(basis=basis, size=state.size + 1, pending=pending)
         if len(pending) == cycle:
