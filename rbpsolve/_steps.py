@@ -282,7 +282,11 @@ def _replay(solver, run: Run, reports: list, offset: int, s: _Settings) -> None:
         if report.scale is not None:
             run.last_scale = report.scale
         if run.status is not None:
-            continue  # decided: the rest is only history (the products were spent)
+            # Decided: the rest is history (the products were spent). The device kept the
+            # best iterate over every step taken, so its residual is the best of them all.
+            if report.residual < run.best_residual:
+                run.best_residual = report.residual
+            continue
         verdict = _decide(solver, report, run, k, None, s)
         if verdict == "tolerance":
             # Only an exactly zero residual meets a fixed budget's test; later steps
