@@ -300,42 +300,7 @@ class _OverheadSmallCache:
         return cache[(solver, backend)]
 
 
-class OverheadSmall(_OverheadSmallCache):
-    """n = 64, float64, 50-step budgets: solve / bare products and the overhead a step (us)."""
-
-    params = (SOLVER_NAMES, OVERHEAD_BACKENDS)
-    param_names = ["solver", "backend"]
-
-    def setup(self, cache, solver, backend):
-        self.entry = self._entry(cache, solver, backend)
-
-    def track_ratio_to_products(self, cache, solver, backend):
-        return median(ratios(self.entry))
-
-    track_ratio_to_products.unit = "solve time / bare products time"
-
-    def track_overhead_us_per_step(self, cache, solver, backend):
-        return median(overhead_us_per_step(self.entry))
-
-    track_overhead_us_per_step.unit = "us per step"
-
-
-class OverheadSmallGMRESLimit(_OverheadSmallCache):
-    """n = 64: GMRES(50) time over its limit (bare VJPs + one CGS pass a step)."""
-
-    params = OVERHEAD_BACKENDS
-    param_names = ["backend"]
-
-    def setup(self, cache, backend):
-        self.entry = self._entry(cache, "GMRES", backend)
-
-    def track_ratio_to_limit(self, cache, backend):
-        return median(limit_ratios(self.entry))
-
-    track_ratio_to_limit.unit = "solve time / (bare products + CGS) time"
-
-
-class _OverheadRealisticCache:
+class _OverheadRealisticCache(_OverheadSmallCache):
     """As :class:`_OverheadSmallCache` at the realistic size. Expensive: about 2 x 5 rounds
     of 50-100 products of 2 GFLOP per solver and backend (8-10 minutes on 2 CPU cores)."""
 
@@ -346,15 +311,9 @@ class _OverheadRealisticCache:
 
     setup_cache.timeout = 3600
 
-    @staticmethod
-    def _entry(cache, solver, backend):
-        if (solver, backend) not in cache:
-            raise NotImplementedError(f"{backend} is not installed")
-        return cache[(solver, backend)]
 
-
-class OverheadRealistic(_OverheadRealisticCache):
-    """State (64, 4096), float32, dense 4096 x 4096 J, 50-step budgets (goal <= 1.05)."""
+class _PerSolver:
+    """Solve / bare products and the overhead a step (us), per solver and backend."""
 
     params = (SOLVER_NAMES, OVERHEAD_BACKENDS)
     param_names = ["solver", "backend"]
@@ -373,8 +332,8 @@ class OverheadRealistic(_OverheadRealisticCache):
     track_overhead_us_per_step.unit = "us per step"
 
 
-class OverheadRealisticGMRESLimit(_OverheadRealisticCache):
-    """Realistic size: GMRES(50) time over its limit (goal <= 1.05)."""
+class _GMRESLimit:
+    """GMRES(50) time over its limit (bare VJPs + one CGS pass a step), per backend."""
 
     params = OVERHEAD_BACKENDS
     param_names = ["backend"]
@@ -386,6 +345,22 @@ class OverheadRealisticGMRESLimit(_OverheadRealisticCache):
         return median(limit_ratios(self.entry))
 
     track_ratio_to_limit.unit = "solve time / (bare products + CGS) time"
+
+
+class OverheadSmall(_OverheadSmallCache, _PerSolver):
+    """n = 64, float64, 50-step budgets: solve / bare products and the overhead a step (us)."""
+
+
+class OverheadSmallGMRESLimit(_OverheadSmallCache, _GMRESLimit):
+    """n = 64: GMRES(50) time over its limit (bare VJPs + one CGS pass a step)."""
+
+
+class OverheadRealistic(_OverheadRealisticCache, _PerSolver):
+    """State (64, 4096), float32, dense 4096 x 4096 J, 50-step budgets (goal <= 1.05)."""
+
+
+class OverheadRealisticGMRESLimit(_OverheadRealisticCache, _GMRESLimit):
+    """Realistic size: GMRES(50) time over its limit (goal <= 1.05)."""
 
 
 class OverheadMemory:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 from .. import _backend
 from .._error_estimate import combine_sigma, record_update
+from ._base import AbstractSolver
 
 
 def start(a, b, x0):
@@ -74,3 +77,31 @@ def segment_estimates(trace, sigma_of) -> tuple[float, bool, tuple]:
         for record in segment:
             updates = record_update(updates, record[2])
     return sigma, settled, updates
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NormalEquationsSolver(AbstractSolver):
+    """What CGNE and LSQR share: products with ``A`` and ``A^T``, any shape of ``A``, the
+    least-squares test's ``lsq_rtol``, and a start (or a restart after a failed
+    verification) from a residual ``r``: ``_begin(a, x, r, lsq_rtol)``."""
+
+    lsq_rtol: float | None = None
+
+    needs_rmv: ClassVar[bool] = True
+    needs_square: ClassVar[bool] = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_lsq_rtol(self.lsq_rtol)
+
+    def init(self, a, b, x0, tol, *, deferred=False):
+        x, r = start(a, b, x0)
+        return self._begin(a, x, r, self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a))
+
+    def restart(self, a, b, state, x, r):
+        # The recurrence drifted from b - A x: start again from the true residual (the
+        # loop marks the restart in the trace, where the coefficients begin a new chain).
+        return self._begin(a, x, r, state.lsq_rtol)
+
+    def _begin(self, a, x, r, lsq):  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 from .. import _backend
-from ._base import AbstractSolver, Finish, StepReport
+from ._base import Finish, StepReport
 from .._error_estimate import lanczos_sigma_min
-from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, segment_estimates, start
+from ._common import NormalEquationsSolver, krylov_error_bound, nonzero, segment_estimates
 
 __all__ = ["CGNE"]
 
@@ -26,7 +26,7 @@ class _State(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CGNE(AbstractSolver):
+class CGNE(NormalEquationsSolver):
     r"""CG on the normal equations ``A^T A x = A^T b`` (CGLS form).
 
     For the adjoint system ``A = I - J^T`` these are Eq. 16 of the paper,
@@ -59,25 +59,6 @@ class CGNE(AbstractSolver):
     Liao et al., ICML 2018, Eq. 16 (CG-RBP). Björck, "Numerical Methods for Least
     Squares Problems", SIAM 1996, Sec. 7.4 (CGLS).
     """
-
-    lsq_rtol: float | None = None
-
-    needs_rmv: ClassVar[bool] = True
-    needs_square: ClassVar[bool] = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_lsq_rtol(self.lsq_rtol)
-
-    def init(self, a, b, x0, tol, *, deferred=False):
-        x, r = start(a, b, x0)
-        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
-        return self._begin(a, x, r, lsq)
-
-    def restart(self, a, b, state, x, r):
-        # The recurrence for r drifted from b - A x: start CG again from the true residual
-        # (the loop marks the restart in the trace: the coefficients start a new chain).
-        return self._begin(a, x, r, state.lsq_rtol)
 
     def _begin(self, a, x, r, lsq):
         xp = a.xp

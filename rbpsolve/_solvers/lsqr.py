@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 from .. import _backend
-from ._base import AbstractSolver, Finish, StepReport
+from ._base import Finish, StepReport
 from .._error_estimate import bidiagonal_sigma_min
-from ._common import check_lsq_rtol, default_lsq_rtol, krylov_error_bound, nonzero, segment_estimates, start
+from ._common import NormalEquationsSolver, krylov_error_bound, nonzero, segment_estimates
 
 __all__ = ["LSQR"]
 
@@ -29,7 +29,7 @@ class _State(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LSQR(AbstractSolver):
+class LSQR(NormalEquationsSolver):
     r"""LSQR: Golub-Kahan bidiagonalisation of ``A``, solving ``min ||b - A x||``.
 
     Parameters
@@ -61,26 +61,6 @@ class LSQR(AbstractSolver):
     C. C. Paige and M. A. Saunders, "LSQR: An algorithm for sparse linear equations and
     sparse least squares", ACM TOMS 8(1), 1982.
     """
-
-    lsq_rtol: float | None = None
-
-    needs_rmv: ClassVar[bool] = True
-    needs_square: ClassVar[bool] = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_lsq_rtol(self.lsq_rtol)
-
-    def init(self, a, b, x0, tol, *, deferred=False):
-        x, u = start(a, b, x0)
-        lsq = self.lsq_rtol if self.lsq_rtol is not None else default_lsq_rtol(a)
-        return self._begin(a, x, u, lsq)
-
-    def restart(self, a, b, state, x, r):
-        # The recurrence's phibar drifted below the true residual: bidiagonalise again
-        # from b - A x (the estimates anorm and ddnorm start afresh; the loop marks the
-        # restart in the trace, where a new bidiagonal begins).
-        return self._begin(a, x, r, state.lsq_rtol)
 
     def _begin(self, a, x, u, lsq):
         xp = a.xp
