@@ -254,7 +254,7 @@ def run_deferred(solver, a, b, state, s: _Settings) -> Run:
             better = (r == r) if best_r is None else (r < best_r)  # NaN is never better
             # (A NaN residual may make best_r NaN: nothing is better after it, and the
             # run is NONFINITE from that step anyway.)
-            best_r = r if best_r is None else xp.minimum(best_r, r)
+            best_r = r if best_r is None else _backend.minimum(xp, best_r, r)
             run.best_x = _backend.select(xp, better, solver.solution(a, b, holder), run.best_x)
         if report.done:  # a host value: RandomizedNeumann's drawn length
             break

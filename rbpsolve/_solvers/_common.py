@@ -42,7 +42,7 @@ def quotient(xp, numerator, denominator):
     if isinstance(denominator, (int, float)):  # a value already on the host
         return numerator / denominator if denominator > 0 else 0.0 * numerator
     positive = denominator > 0
-    return xp.where(positive, numerator / xp.where(positive, denominator, 1.0), 0.0)
+    return _backend.where(xp, positive, numerator / _backend.where(xp, positive, denominator, 1.0), 0.0)
 
 
 def krylov_error_bound(a, residual_norm):
@@ -59,6 +59,8 @@ def nonzero(xp, value):
     NaN stays NaN, so a non-finite product still shows."""
     if isinstance(value, (int, float)):
         return value if value != 0 else 1.0
+    if _backend.is_torch(value):
+        return value + (value == 0)  # torch promotes the boolean: two small operations
     return xp.where(value == 0, 1.0, value)
 
 
