@@ -219,8 +219,10 @@ def _mismatch(array, space) -> str | None:
     """What first differs between ``array`` and ``space``: "library", "shape", "dtype",
     "device", or None. The order is that of the fixes: a library's arrays can only be
     compared in that library."""
-    if _library_of(array) is not space.xp:
-        return "library"
+    if type(array) is not space.array_type:
+        if _library_of(array) is not space.xp:
+            return "library"
+        space.array_type = type(array)
     if tuple(array.shape) != space.shape:
         return "shape"
     if array.dtype != space.dtype:

@@ -47,13 +47,16 @@ def check_norm_bound(value):
 class _Space:
     """Shape, dtype, device and namespace of the arrays an operator takes or returns."""
 
-    __slots__ = ("shape", "dtype", "device", "xp")
+    __slots__ = ("shape", "dtype", "device", "xp", "array_type")
 
     def __init__(self, shape, dtype, device, xp):
         self.shape = tuple(int(s) for s in shape)
         self.dtype = dtype
         self.device = device
         self.xp = xp
+        # The Python type of an array already found to be of library xp: the check at
+        # every product then needs no namespace lookup (rbpsolve._checks).
+        self.array_type = None
 
     @classmethod
     def like(cls, array, name: str) -> "_Space":
