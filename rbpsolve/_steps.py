@@ -93,6 +93,11 @@ def read(xp, reports: list) -> list:
     A field may be a 0-d array, a 1-d array (a record of several values: it comes back
     as that many floats) or a Python value (passed through).
     """
+    if len(reports) == 1:
+        report = reports[0]
+        if (not report.records and report.scale is None and report.residual is not None
+                and type(report.breakdown) is bool and type(report.least_squares) is bool):
+            return [report._replace(residual=_backend.to_float(report.residual))]  # a series step
     values = []
     for report in reports:
         values.append(report.residual if report.residual is not None else 0.0)
