@@ -186,6 +186,10 @@ def _stacked(xp, arrays):
 
 def _concatenated(xp, arrays):
     """Any 0-d or 1-d ``arrays``: cast to the first floating dtype, flattened, joined, moved."""
+    if array_api_compat.is_torch_array(arrays[0]):
+        floating = next((v.dtype for v in arrays if v.dtype.is_floating_point), arrays[0].dtype)
+        joined = xp.concat([(v if v.dtype == floating else v.to(floating)).reshape(-1) for v in arrays])
+        return joined.detach().tolist()
     floating = next((v.dtype for v in arrays if xp.isdtype(v.dtype, "real floating")), None)
     same = [v if floating is None or v.dtype == floating else xp.astype(v, floating) for v in arrays]
     joined = xp.concat([xp.reshape(v, (-1,)) for v in same])
