@@ -208,6 +208,14 @@ def select(xp, condition, a, b):
     return where(xp, condition, a, b)
 
 
+def sqrt_nonnegative(xp, value):
+    """``sqrt(max(value, 0))`` of a 0-d value (a norm from a difference of squares that
+    rounding took below zero), on its device."""
+    if array_api_compat.is_torch_array(value):
+        return value.clamp_min(0).sqrt()
+    return xp.sqrt(xp.maximum(value, 0.0))
+
+
 def is_torch(value) -> bool:
     """Whether ``value`` is a torch tensor (without importing torch)."""
     return array_api_compat.is_torch_array(value)

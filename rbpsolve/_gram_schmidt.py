@@ -24,8 +24,10 @@ DGKS = 1.0 / math.sqrt(2.0)
 def project_out(xp, basis, w):
     """One pass: ``(w - V^T V w, V w)`` for the rows ``V`` of ``basis`` (``(k, n)``) and a
     flat ``w`` (``(n,)``), on the device."""
-    h = xp.matmul(basis, w)
-    return w - xp.matmul(h, basis), h
+    # The operator @ of the array itself: array-api-compat's matmul re-checks the dtypes'
+    # promotion at every call, a cost of the order of a small product.
+    h = basis @ w
+    return w - h @ basis, h
 
 
 def orthogonalise(xp, basis, w, *, twice: bool = False):

@@ -173,8 +173,8 @@ class GMRES(AbstractSolver):
         w_sq = _backend.vdot(xp, w, w)
         w, h = project_out(xp, filled, w)
         # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras; V orthonormal): no second reduction.
-        w_norm = xp.sqrt(xp.maximum(w_sq - _backend.vdot(xp, h, h), 0.0))
-        cancelled = w_norm < _SKEWED * xp.sqrt(w_sq)
+        w_norm = _backend.sqrt_nonnegative(xp, w_sq - _backend.vdot(xp, h, h))
+        cancelled = w_norm < _SKEWED * _backend.sqrt_nonnegative(xp, w_sq)
         cycle = self._cycle(a)
         basis = state.basis
         if state.size < cycle:
@@ -245,7 +245,7 @@ class GMRES(AbstractSolver):
             return state.x
         xp = a.xp
         y = xp.asarray(y, dtype=state.x.dtype, device=a.device)
-        return state.x + xp.reshape(xp.matmul(y, state.basis[: y.shape[0], :]), a.in_shape)
+        return state.x + xp.reshape(y @ state.basis[: y.shape[0], :], a.in_shape)
 
     def solution(self, a, b, state):
         if state.pending:
