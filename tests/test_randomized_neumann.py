@@ -179,3 +179,13 @@ def test_runs_on_every_backend(backend):
 def test_settings_are_checked(kwargs, error, match):
     with pytest.raises(error, match=match):
         RandomizedNeumann(**kwargs)
+
+
+@pytest.mark.parametrize("args, error", [((1.5, 0, 0), ValueError), ((float("nan"), 0, 0), ValueError),
+                                         ((0.5, -1, 0), ValueError), ((0.5, 0.5, 0), ValueError),
+                                         ((0.5, 0, -3), TypeError)])
+def test_draw_depth_names_a_bad_argument(args, error):
+    from rbpsolve.extending import draw_depth
+
+    with pytest.raises(error, match="continue_prob|min_steps|seed"):
+        draw_depth(*args)

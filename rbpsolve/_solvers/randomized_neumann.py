@@ -34,6 +34,11 @@ def draw_depth(continue_prob: float, min_steps: int, seed: int | None) -> float:
     Shared by :class:`RandomizedNeumann` (products of the series) and the torch
     adapter's ``RandomTruncation`` (steps of an unrolled graph), so both draw alike.
     """
+    check_continue_prob(continue_prob)
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
+        raise ValueError(f"min_steps must be an int >= 0; got {min_steps!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise TypeError(f"seed must be None or an int >= 0; got {seed!r}")
     alpha = float(continue_prob)
     if alpha == 1:
         return math.inf
@@ -220,7 +225,7 @@ class RandomizedNeumann(AbstractSolver):
         else:
             # The probe t_1 is not in the sum: the error is t_1 plus the tail after it.
             terms = (state.probe, state.term)
-            offset = sum(_backend.to_floats(xp, _backend.norm(xp, state.partial_sum - state.unweighted),
+            offset = sum(_backend.to_host(xp, _backend.norm(xp, state.partial_sum - state.unweighted),
                                             _backend.norm(xp, state.probe)))
         info = {"drawn_steps": state.drawn, "capped": state.drawn > self.max_steps,
                 "continue_prob": float(self.continue_prob)}
