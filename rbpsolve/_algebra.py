@@ -78,15 +78,12 @@ class Scaled(Operator):
         return Scaled(self.scale, self.op.with_counter(counter))
 
 
-class Sum(Operator):
-    """``A + B``."""
+class _Pair(Operator):
+    """What an operator built from two, ``a`` and ``b``, has: a product when both have it,
+    and a counted copy made of counted copies of the two."""
 
     def __init__(self, a: Operator, b: Operator):
-        check_same_space(a.in_space, b.in_space, "the left operand", "the right operand")
-        check_same_space(a.out_space, b.out_space, "the left operand", "the right operand")
         self.a, self.b = a, b
-        self.in_space = a.in_space
-        self.out_space = a.out_space
 
     @property
     def has_mv(self):
@@ -95,6 +92,20 @@ class Sum(Operator):
     @property
     def has_rmv(self):
         return self.a.has_rmv and self.b.has_rmv
+
+    def with_counter(self, counter):
+        return type(self)(self.a.with_counter(counter), self.b.with_counter(counter))
+
+
+class Sum(_Pair):
+    """``A + B``."""
+
+    def __init__(self, a: Operator, b: Operator):
+        check_same_space(a.in_space, b.in_space, "the left operand", "the right operand")
+        check_same_space(a.out_space, b.out_space, "the left operand", "the right operand")
+        super().__init__(a, b)
+        self.in_space = a.in_space
+        self.out_space = a.out_space
 
     @property
     def norm_bound(self):
@@ -107,26 +118,15 @@ class Sum(Operator):
     def rmv(self, y):
         return self.a.rmv(y) + self.b.rmv(y)
 
-    def with_counter(self, counter):
-        return Sum(self.a.with_counter(counter), self.b.with_counter(counter))
 
-
-class Composed(Operator):
+class Composed(_Pair):
     """``A @ B``: first ``B``, then ``A``."""
 
     def __init__(self, a: Operator, b: Operator):
         check_same_space(a.in_space, b.out_space, "the left factor's input", "the right factor's output")
-        self.a, self.b = a, b
+        super().__init__(a, b)
         self.in_space = b.in_space
         self.out_space = a.out_space
-
-    @property
-    def has_mv(self):
-        return self.a.has_mv and self.b.has_mv
-
-    @property
-    def has_rmv(self):
-        return self.a.has_rmv and self.b.has_rmv
 
     @property
     def norm_bound(self):
@@ -138,9 +138,6 @@ class Composed(Operator):
 
     def rmv(self, y):
         return self.b.rmv(self.a.rmv(y))
-
-    def with_counter(self, counter):
-        return Composed(self.a.with_counter(counter), self.b.with_counter(counter))
 
 
 class IdentityMinus(Operator):

@@ -110,11 +110,6 @@ def is_real_floating(xp, dtype) -> bool:
     return xp.isdtype(dtype, "real floating")
 
 
-def to_floats(xp, *scalars) -> list[float]:
-    """Several 0-d arrays as Python floats with a single host transfer."""
-    return to_host(xp, *scalars)
-
-
 class _Transfers:
     """How many times rbpsolve moved values from arrays to Python (see :func:`to_host`)."""
 

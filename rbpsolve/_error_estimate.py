@@ -189,7 +189,7 @@ def series_estimate(xp, last, previous, recent_norms) -> dict:
 
     if last is None or previous is None:
         return {"error_estimate": math.inf, "estimate_reliable": False}
-    last_norm, previous_norm, inner = _backend.to_floats(
+    last_norm, previous_norm, inner = _backend.to_host(
         xp, _backend.norm(xp, last), _backend.norm(xp, previous), _backend.vdot(xp, last, previous)
     )
     estimate, reliable, factor = series_tail(last_norm, previous_norm, inner, successive_ratios(recent_norms))

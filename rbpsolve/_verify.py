@@ -32,7 +32,7 @@ def true_residual(a, b, x):
     scalars = [_backend.norm(xp, r), _backend.norm(xp, b), _backend.norm(xp, ax)]
     if isinstance(a, IdentityMinus):
         scalars.append(_backend.norm(xp, x))
-    values = _backend.to_floats(xp, *scalars)
+    values = _backend.to_host(xp, *scalars)
     # The products' precision, which is coarser than b's where they run in float16/bfloat16.
     eps = max(float(xp.finfo(b.dtype).eps), product_eps(a))
     floor = FLOOR_FACTOR * eps * sum(values[1:])

@@ -125,7 +125,7 @@ class Anderson(AbstractForwardSolver):
         scalars = [_backend.norm(xp, g), _backend.norm(xp, f)]
         if m:
             scalars += [_backend.vdot(xp, dG[-1], c) for c in dG] + [_backend.vdot(xp, g, c) for c in dG]
-        values = _backend.to_floats(xp, *scalars)  # the step's one host transfer
+        values = _backend.to_host(xp, *scalars)  # the step's one host transfer
         residual, scale = values[0], values[1]
         beta = float(self.mixing)
         x_new = x + beta * g

@@ -114,7 +114,7 @@ class CGNE(NormalEquationsSolver):
         if trace.records:
             r_norm, (_, _, _, anorm, gamma) = trace.residuals[-1], trace.records[-1]
         else:
-            anorm, (r_norm, gamma) = 0.0, _backend.to_floats(a.xp, state.r_norm, state.gamma)
+            anorm, (r_norm, gamma) = 0.0, _backend.to_host(a.xp, state.r_norm, state.gamma)
         return Finish(sigma_min=sigma, sigma_settled=settled, updates=updates, residual_norm=r_norm,
                       error_bound=krylov_error_bound(a, r_norm),
                       info={"anorm": anorm, "arnorm": math.sqrt(gamma)})

@@ -142,13 +142,7 @@ class GMRES(AbstractSolver):
         if state.deferred:
             return self._deferred_step(a, b, state, w, filled, shifted)
         w, coefficients, w_norm, before = orthogonalise(xp, filled, w)  # the step's transfer
-        column = np.append(coefficients, w_norm)
-        scale = 0.0
-        if shifted:
-            column = -column
-            column[k] += 1.0  # A v_k = v_k - M v_k: H_A = [I; 0] - H_M
-            scale = 1.0 + before
-        rotated, verdict = state.rotated.absorb(column, scale)
+        rotated, verdict = state.rotated.absorb(*_column(coefficients, w_norm, before, shifted))
         if verdict == "nonfinite":
             return state, StepReport(math.nan, breakdown=True)
         if verdict == "singular":
@@ -203,12 +197,9 @@ class GMRES(AbstractSolver):
                 r_norm = values[at]
                 at += 1
             skewed = skewed or bool(cancelled)
-            col = np.append(coefficients, w_norm)
-            if shifted:
-                col = -col
-                col[j] += 1.0
-            columns.append(col)
-            scales.append(1.0 + math.sqrt(max(w_sq, 0.0)) if shifted else 0.0)
+            column, scale = _column(coefficients, w_norm, math.sqrt(max(w_sq, 0.0)), shifted)
+            columns.append(column)
+            scales.append(scale)
         rotated = Rotated.start(r_norm).absorb_all(columns, scales)
         return state._replace(r_norm=r_norm, rotated=rotated, pending=(), skewed=skewed)
 
@@ -226,10 +217,7 @@ class GMRES(AbstractSolver):
         x = self._form(a, state)
         r, r_norm, floor = true_residual(a, b, x)
         rotated = state.rotated
-        sigma, settled = combine_sigma(rotated.sigma_pair(), state.sigma_min, state.settled)
-        updates = state.updates
-        for norm in cycle_updates(rotated):
-            updates = record_update(updates, norm)
+        sigma, settled, updates = _with_cycle(state)
         history = state.history
         if state.deferred:
             # The cycle's last step reports the recomputed residual, as a tolerance run does.
@@ -254,10 +242,7 @@ class GMRES(AbstractSolver):
 
     def finish(self, a, b, state, trace):
         rotated = state.rotated
-        sigma, settled = combine_sigma(rotated.sigma_pair(), state.sigma_min, state.settled)
-        updates = state.updates
-        for norm in cycle_updates(rotated):
-            updates = record_update(updates, norm)
+        sigma, settled, updates = _with_cycle(state)
         info = {"residual_is_estimate": rotated.width > 0}
         if rotated.width == 0:
             residual, kind = _backend.to_float(state.r_norm), "verified"
@@ -270,3 +255,29 @@ class GMRES(AbstractSolver):
             residual, kind = rotated.estimate, "recurrence"
         return Finish(sigma_min=sigma, sigma_settled=settled, updates=updates, residual_norm=residual,
                       error_bound=krylov_error_bound(a, residual), residual_kind=kind, info=info)
+
+
+def _column(coefficients, w_norm: float, before: float, shifted: bool) -> tuple:
+    """Hessenberg column ``k`` of ``A`` (host) from Arnoldi's coefficients, and the scale
+    its singularity test reads (:meth:`Rotated.absorb`).
+
+    On ``M`` (``shifted``, ``A = I - M``): ``A v_k = v_k - M v_k``, so the column is
+    ``e_k - [h; ||w||]``, whose entries carry rounding of size ``1 + ||M v_k||``.
+    """
+    column = np.append(coefficients, w_norm)
+    if not shifted:
+        return column, 0.0
+    column = -column
+    column[len(coefficients) - 1] += 1.0
+    return column, 1.0 + before
+
+
+def _with_cycle(state) -> tuple:
+    """``(sigma_min, settled, updates)`` of the run with the current cycle folded in."""
+    rotated = state.rotated
+    sigma, settled = combine_sigma(rotated.sigma_pair(), state.sigma_min, state.settled)
+    updates = state.updates
+    for norm in cycle_updates(rotated):
+        updates = record_update(updates, norm)
+    return sigma, settled, updates
+

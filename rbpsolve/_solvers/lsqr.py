@@ -129,7 +129,7 @@ class LSQR(NormalEquationsSolver):
             phibar, (_, _, _, anorm, ddnorm, arnorm) = trace.residuals[-1], trace.records[-1]
             xnorm = _backend.to_float(_backend.norm(xp, state.x))
         else:
-            phibar, alpha, xnorm = _backend.to_floats(xp, state.phibar, state.alpha, _backend.norm(xp, state.x))
+            phibar, alpha, xnorm = _backend.to_host(xp, state.phibar, state.alpha, _backend.norm(xp, state.x))
             anorm, ddnorm, arnorm = 0.0, 0.0, alpha * phibar
         info = {"anorm": anorm, "acond": anorm * math.sqrt(ddnorm), "arnorm": arnorm, "xnorm": xnorm}
         return Finish(sigma_min=sigma, sigma_settled=settled, updates=updates, residual_norm=phibar,
