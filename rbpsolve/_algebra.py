@@ -7,50 +7,15 @@ import math
 from ._checks import check_same_space
 from ._operator import Operator
 
-__all__ = ["Transpose", "Scaled", "Sum", "Composed", "IdentityMinus", "iteration_operator"]
+__all__ = ["Wrapped", "Transpose", "Scaled", "Sum", "Composed", "IdentityMinus", "iteration_operator"]
 
 
-class Transpose(Operator):
-    """``A^T``: swaps ``mv`` and ``rmv``."""
+class Wrapped(Operator):
+    """What an operator built from one, ``op``, has unless it says otherwise: ``op``'s
+    spaces, products and norm bound, and a counted copy made of a counted ``op``
+    (:meth:`rewrap` builds the same wrapper around another operator)."""
 
     def __init__(self, op: Operator):
-        self.op = op
-        self.in_space = op.out_space
-        self.out_space = op.in_space
-
-    @property
-    def T(self):
-        return self.op
-
-    @property
-    def has_mv(self):
-        return self.op.has_rmv
-
-    @property
-    def has_rmv(self):
-        return self.op.has_mv
-
-    @property
-    def norm_bound(self):
-        return self.op.norm_bound
-
-    def mv(self, x):
-        return self.op.rmv(x)
-
-    def rmv(self, y):
-        return self.op.mv(y)
-
-    def with_counter(self, counter):
-        return Transpose(self.op.with_counter(counter))
-
-
-class Scaled(Operator):
-    """``c A`` for a real scalar ``c``."""
-
-    def __init__(self, scale: float, op: Operator):
-        if not math.isfinite(scale):
-            raise ValueError(f"the scale of an operator must be finite; got {scale}")
-        self.scale = float(scale)
         self.op = op
         self.in_space = op.in_space
         self.out_space = op.out_space
@@ -65,6 +30,52 @@ class Scaled(Operator):
 
     @property
     def norm_bound(self):
+        return self.op.norm_bound
+
+    def rewrap(self, op: Operator) -> "Wrapped":
+        return type(self)(op)
+
+    def with_counter(self, counter):
+        return self.rewrap(self.op.with_counter(counter))
+
+
+class Transpose(Wrapped):
+    """``A^T``: swaps ``mv`` and ``rmv``."""
+
+    def __init__(self, op: Operator):
+        super().__init__(op)
+        self.in_space, self.out_space = op.out_space, op.in_space
+
+    @property
+    def T(self):
+        return self.op
+
+    @property
+    def has_mv(self):
+        return self.op.has_rmv
+
+    @property
+    def has_rmv(self):
+        return self.op.has_mv
+
+    def mv(self, x):
+        return self.op.rmv(x)
+
+    def rmv(self, y):
+        return self.op.mv(y)
+
+
+class Scaled(Wrapped):
+    """``c A`` for a real scalar ``c``."""
+
+    def __init__(self, scale: float, op: Operator):
+        if not math.isfinite(scale):
+            raise ValueError(f"the scale of an operator must be finite; got {scale}")
+        super().__init__(op)
+        self.scale = float(scale)
+
+    @property
+    def norm_bound(self):
         q = self.op.norm_bound
         return None if q is None else abs(self.scale) * q
 
@@ -74,8 +85,8 @@ class Scaled(Operator):
     def rmv(self, y):
         return self.scale * self.op.rmv(y)
 
-    def with_counter(self, counter):
-        return Scaled(self.scale, self.op.with_counter(counter))
+    def rewrap(self, op):
+        return Scaled(self.scale, op)
 
 
 class _Pair(Operator):
@@ -140,7 +151,7 @@ class Composed(_Pair):
         return self.b.rmv(self.a.rmv(y))
 
 
-class IdentityMinus(Operator):
+class IdentityMinus(Wrapped):
     """``I - M`` for a square ``M``; ``solve_adjoint`` solves with ``IdentityMinus(J.T)``.
 
     FixedPoint and Neumann recognise this form and iterate with ``M`` directly, which
@@ -152,21 +163,11 @@ class IdentityMinus(Operator):
             raise ValueError(
                 f"I - M needs a square M; this one maps shape {op.in_shape} to {op.out_shape}"
             )
-        self.op = op
-        self.in_space = op.in_space
-        self.out_space = op.out_space
+        super().__init__(op)
 
     @property
     def T(self):
         return IdentityMinus(Transpose(self.op))
-
-    @property
-    def has_mv(self):
-        return self.op.has_mv
-
-    @property
-    def has_rmv(self):
-        return self.op.has_rmv
 
     @property
     def norm_bound(self):
@@ -184,9 +185,6 @@ class IdentityMinus(Operator):
 
     def rmv(self, y):
         return y - self.op.rmv(y)
-
-    def with_counter(self, counter):
-        return IdentityMinus(self.op.with_counter(counter))
 
 
 def iteration_operator(a: Operator) -> Operator:

@@ -142,12 +142,17 @@ def to_host(xp, *values) -> list[float]:
         return [float(v) for v in values]
     _Transfers.count += 1
     first = arrays[0]
+    if all(type(v) in _NUMPY_HOST for v in arrays):
+        # Host memory already: numpy's scalars and arrays need only unpacking.
+        out = []
+        for v in values:
+            if type(v) is np.ndarray and v.shape:
+                out.extend(v.astype(np.float64, copy=False).ravel().tolist())
+            else:
+                out.append(float(v))
+        return out
     if type(first) in _NUMPY_HOST:
-        flat = all(not v.shape for v in arrays)  # numpy's float64 scalars have shape () too
-        if flat and all(type(v) in _NUMPY_HOST for v in arrays):
-            # Host memory already: numpy's scalars and 0-d arrays need only unpacking.
-            return [float(v) for v in values]
-        moved = np.concatenate([np.reshape(np.asarray(v, dtype=np.float64), (-1,)) for v in arrays]).tolist()
+        moved, flat = np.concatenate([np.reshape(np.asarray(v, dtype=np.float64), (-1,)) for v in arrays]).tolist(), False
     elif len(arrays) == 1 and not first.shape:
         moved, flat = [float(first)], True  # one value (a residual): nothing to stack
     else:
@@ -162,7 +167,7 @@ def to_host(xp, *values) -> list[float]:
             out.append(float(v))
             continue
         size = math.prod(v.shape) if v.shape else 1
-        out.extend(float(m) for m in moved[at: at + size])
+        out.extend(moved[at: at + size])  # floats already: joined in a floating dtype
         at += size
     return out
 
@@ -229,6 +234,10 @@ def where(xp, condition, a, b):
 def minimum(xp, a, b):
     """``xp.minimum(a, b)`` of two arrays (NaN propagates on numpy and torch); on torch
     the tensor's own method (array-api-compat's wrapper costs five times as much)."""
+    if type(a) is np.float64 and type(b) is np.float64:
+        # numpy's reductions give float64 scalars: a Python comparison is a tenth of
+        # np.minimum's cost (NaN propagates, as np.minimum's does).
+        return b if (b < a or b != b) else a
     if array_api_compat.is_torch_array(a):
         return a.minimum(b)
     return xp.minimum(a, b)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._algebra import IdentityMinus
+from ._algebra import IdentityMinus, Wrapped
 from ._operator import Operator
 from ._space import _Space
 
@@ -38,27 +38,14 @@ def default_rtol(eps: float) -> float:
     return max(DEFAULT_RTOL, LOW_PRECISION_RTOL_EPS * eps)
 
 
-class Promoted(Operator):
+class Promoted(Wrapped):
     """``A`` on float32 arrays: each product casts to ``A``'s dtype and back."""
 
     def __init__(self, op: Operator):
-        self.op = op
-        xp = op.xp
+        super().__init__(op)
         self.in_space = _promoted_space(op.in_space)
         self.out_space = _promoted_space(op.out_space)
-        self.product_eps = float(xp.finfo(op.in_space.dtype).eps)
-
-    @property
-    def has_mv(self):
-        return self.op.has_mv
-
-    @property
-    def has_rmv(self):
-        return self.op.has_rmv
-
-    @property
-    def norm_bound(self):
-        return self.op.norm_bound
+        self.product_eps = float(op.xp.finfo(op.in_space.dtype).eps)
 
     def mv(self, x):
         xp = self.xp
@@ -67,9 +54,6 @@ class Promoted(Operator):
     def rmv(self, y):
         xp = self.xp
         return xp.astype(self.op.rmv(xp.astype(y, self.op.out_space.dtype)), self.in_space.dtype)
-
-    def with_counter(self, counter):
-        return Promoted(self.op.with_counter(counter))
 
 
 def _promoted_space(space: _Space) -> _Space:

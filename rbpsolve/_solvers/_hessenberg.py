@@ -76,10 +76,13 @@ class Rotated(NamedTuple):
         """
         column = [float(v) for v in column]
         k = len(column) - 2
-        before = max(math.sqrt(math.fsum(v * v for v in column)), scale)  # ||A v_k|| (orthonormal V)
+        before = max(math.hypot(*column), scale)  # ||A v_k|| (orthonormal V)
         subdiagonal = abs(column[-1])
-        for i, (c, s) in enumerate(zip(self.cosines, self.sines)):
-            column[i], column[i + 1] = c * column[i] + s * column[i + 1], -s * column[i] + c * column[i + 1]
+        i = 0
+        for c, s in zip(self.cosines, self.sines):
+            top, below = column[i], column[i + 1]
+            column[i], column[i + 1] = c * top + s * below, c * below - s * top
+            i += 1
         denom = math.hypot(column[k], column[k + 1])
         if not (math.isfinite(denom) and math.isfinite(before)):
             return self, "nonfinite"
@@ -154,14 +157,11 @@ def cycle_updates(rotated: Rotated) -> tuple:
     m = rotated.width
     if m == 0:
         return ()
-    upper = rotated._upper()
-    rhs = np.asarray(rotated.rhs[:m])
-    previous = np.zeros(0)
-    norms = []
-    for k in range(1, m + 1):
-        with np.errstate(all="ignore"):
-            y = scipy.linalg.solve_triangular(upper[:k, :k], rhs[:k], lower=False, check_finite=False)
-        padded = np.concatenate([previous, np.zeros(k - previous.size)])
-        norms.append(float(np.linalg.norm(y - padded)))
-        previous = y
-    return tuple(norms)
+    # y_k solves the leading k x k block of R against rhs[:k] (later rotations change only
+    # rhs[k:]), so one back substitution with the columns of the upper triangle of rhs
+    # gives every y_k at once, padded with exact zeros below row k.
+    rhs = np.triu(np.broadcast_to(np.asarray(rotated.rhs[:m])[:, None], (m, m)))
+    with np.errstate(all="ignore"):
+        ys = scipy.linalg.solve_triangular(rotated._upper(), rhs, lower=False, check_finite=False)
+    steps = np.diff(ys, axis=1, prepend=0.0)
+    return tuple(float(v) for v in np.linalg.norm(steps, axis=0))

@@ -167,8 +167,9 @@ class GMRES(AbstractSolver):
         w_sq = _backend.vdot(xp, w, w)
         w, h = project_out(xp, filled, w)
         # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras; V orthonormal): no second reduction.
-        w_norm = _backend.sqrt_nonnegative(xp, w_sq - _backend.vdot(xp, h, h))
-        cancelled = w_norm < _SKEWED * _backend.sqrt_nonnegative(xp, w_sq)
+        w_norm_sq = w_sq - _backend.vdot(xp, h, h)
+        w_norm = _backend.sqrt_nonnegative(xp, w_norm_sq)
+        cancelled = w_norm_sq < _SKEWED**2 * w_sq  # ||w|| < _SKEWED ||w_before||, without two roots
         cycle = self._cycle(a)
         basis = state.basis
         if state.size < cycle:
