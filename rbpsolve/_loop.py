@@ -100,8 +100,12 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
     s = settings(solver, tol, rtol, atol, linear)
     # A fixed budget decides nothing before its end: its steps run without a transfer.
     deferred = solver.fixed_budget and callback is None
-    state = solver.init(a, b, x0, tol, deferred=deferred)
-    run = run_deferred(solver, a, b, state, s) if deferred else run_eager(solver, a, b, state, s, callback)
+    # The initial state is handed over, not kept here: a reference in this frame would
+    # hold the first iterate (an array) for the whole solve.
+    if deferred:
+        run = run_deferred(solver, a, b, solver.init(a, b, x0, tol, deferred=True), s)
+    else:
+        run = run_eager(solver, a, b, solver.init(a, b, x0, tol, deferred=False), s, callback)
     status, history = run.status, run.history
     verify = s.verify
 

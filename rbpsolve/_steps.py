@@ -164,6 +164,7 @@ def run_eager(solver, a, b, state, s: _Settings, callback) -> Run:
     """Steps whose reports are read as they come: one host transfer a step."""
     xp = a.xp
     run = Run(state, best_state=state)
+    del state  # the run owns it now (a reference here would outlive the state)
     k = 0
     while k < solver.max_steps:
         k += 1

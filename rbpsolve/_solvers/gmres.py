@@ -28,7 +28,7 @@ class _State(NamedTuple):
     x: Any  # the start of the current cycle
     r: Any  # b - A x, known exactly at a cycle's start (None once it is v_0)
     r_norm: Any  # its norm (0-d array; a host float once read)
-    basis: Any  # (m + 1, n) rows, allocated once per solve: the cycle's orthonormal vectors
+    basis: Any  # (m, n) rows, allocated once per solve: the cycle's orthonormal vectors
     size: int  # how many rows of `basis` the cycle has filled
     rotated: Rotated  # the cycle's Hessenberg matrix, rotated (host)
     pending: tuple  # deferred run: this cycle's device columns, read at its end
@@ -54,8 +54,8 @@ class GMRES(AbstractSolver):
         formed and its residual recomputed with one product, and only that true
         residual ends the solve (so ``Result.residual_norm`` is exact).
     restart : int
-        Krylov vectors kept before a restart. The basis, ``restart + 1`` state-sized
-        arrays, is allocated once per solve and reused by every cycle (written in place
+        Krylov vectors kept before a restart. The basis, ``restart`` state-sized
+        arrays (the cycle's last vector is never stored: only its norm is used), is allocated once per solve and reused by every cycle (written in place
         where the array library allows it; JAX arrays get functional updates). Capped at
         the problem size ``n`` (a Krylov space has at most ``n`` dimensions).
 
@@ -113,7 +113,8 @@ class GMRES(AbstractSolver):
         else:
             x, r = x0, b - a.mv(x0)
         # The basis is allocated once (never zeroed: only filled rows are ever read).
-        basis = xp.empty((self._cycle(a) + 1, a.in_space.size), dtype=b.dtype, device=a.device)
+        # m rows: v_m itself is never needed (only its norm, h_{m, m-1}, which is on the host).
+        basis = xp.empty((self._cycle(a), a.in_space.size), dtype=b.dtype, device=a.device)
         return _State(x, r, _backend.norm(xp, r), basis, 0, Rotated.empty(), (), tol, deferred)
 
     def step(self, a, b, state):
