@@ -281,6 +281,30 @@ def peak_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed
     return (peak - before) / g.nbytes
 
 
+def held_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed: int = 0) -> list:
+    """Memory a numpy solve holds after each of its steps (tracemalloc, read by a callback;
+    the same diagonal J as :func:`peak_state_arrays`), in state-sized arrays: what the
+    solver and the loop keep from step to step, without the step's transients."""
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(-NORM, NORM, shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    J = rbpsolve.JacobianOperator(lambda u: d * u, lambda v: d * v, like=g)
+    solver = make_solver(solver_name)
+    held = []
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        rbpsolve.solve_adjoint(J, g, solver, throw=False,
+                               callback=lambda info: held.append(tracemalloc.get_traced_memory()[0]))
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return [(h - before) / g.nbytes for h in held]
+
+
 # ------------------------------------------------------------------------------- asv
 class _OverheadSmallCache:
     """One measurement (``setup_cache``: every solver and backend, interleaved rounds, in one
