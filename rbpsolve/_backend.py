@@ -56,6 +56,8 @@ def describe_namespace(xp) -> str:
 
 def vdot(xp, a, b):
     """Real inner product over every element of ``a`` and ``b`` (a 0-d array)."""
+    if type(xp) is PerSample:
+        return xp.vdot(a, b)
     if type(a) is np.ndarray and type(b) is np.ndarray:
         # BLAS dot, without the temporary of a * b: numpy's per-call overhead
         # dominates small solves.
@@ -69,7 +71,10 @@ def vdot(xp, a, b):
 
 
 def norm(xp, a):
-    """Euclidean norm over every element of ``a`` (a 0-d array)."""
+    """Euclidean norm over every element of ``a`` (a 0-d array); per sample for a
+    :class:`PerSample` namespace."""
+    if type(xp) is PerSample:
+        return xp.norm(a)
     if type(a) is np.ndarray:
         return np.sqrt(np.vdot(a, a))
     return xp.linalg.vector_norm(a)
@@ -318,3 +323,39 @@ def on_device(array, device) -> bool:
     if array_api_compat.is_torch_array(array):
         return array.device == device  # torch.device objects compare by type and index
     return same_device(device_of(array), device)
+
+
+class PerSample:
+    """An array namespace for a batch of independent systems, the batch on axis 0.
+
+    Everything but the reductions is the wrapped namespace's own (attribute lookups pass
+    through). :func:`vdot` and :func:`norm` reduce over each sample's entries only and
+    keep the reduced axes, so that a solver's per-sample scalars (shape ``(B, 1, ..., 1)``)
+    broadcast against its batched vectors: the unbatched solver code then runs one
+    independent recurrence per sample, with one batched product a step.
+    """
+
+    def __init__(self, xp, ndim: int):
+        self.xp = xp
+        self._axes = tuple(range(1, ndim))
+
+    def __getattr__(self, name):
+        return getattr(self.xp, name)
+
+    def vdot(self, a, b):
+        if not self._axes:  # a batch of scalar systems
+            return a * b
+        if type(a) is np.ndarray and type(b) is np.ndarray:
+            # Stacked (1, n) @ (n, 1) products: BLAS's dot a sample, bit for bit what the
+            # unbatched np.vdot gives, so that a sample's recurrence is its solo one.
+            batch = a.shape[0]
+            inner = np.reshape(a, (batch, 1, -1)) @ np.reshape(b, (batch, -1, 1))
+            return np.reshape(inner, (batch,) + (1,) * len(self._axes))
+        return self.xp.sum(a * b, axis=self._axes, keepdims=True)
+
+    def norm(self, a):
+        if not self._axes:
+            return self.xp.abs(a)
+        if type(a) is np.ndarray:
+            return np.sqrt(self.vdot(a, a))  # as the unbatched norm of a numpy array
+        return self.xp.linalg.vector_norm(a, axis=self._axes, keepdims=True)

@@ -106,6 +106,20 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         run = run_deferred(solver, a, b, solver.init(a, b, x0, tol, deferred=True), s)
     else:
         run = run_eager(solver, a, b, solver.init(a, b, x0, tol, deferred=False), s, callback)
+    result = conclude(solver, a, b, run, s, eps, b_norm)
+    info = result.info
+    if not linear:
+        info["num_evaluations"] = counter.evaluations
+    return dataclasses.replace(result, num_vjp=counter.vjp, num_jvp=counter.jvp, info=info)
+
+
+def conclude(solver, a, b, run, s, eps, b_norm, x_norm=None) -> Result:
+    """The :class:`Result` of a finished run (products not yet counted): the status
+    checked, the returned iterate chosen, its residual verified, the certificates and
+    the estimate. The batched loop calls it once a sample, with that sample's view of
+    ``a``, ``b`` and the run (and ``x_norm``, read for all samples at once)."""
+    xp = a.xp
+    linear = s.linear
     status, history = run.status, run.history
     verify = s.verify
 
@@ -164,20 +178,18 @@ def _iterate(solver, a, b, x0, callback, atol) -> Result:
         series = series_estimate(xp, *fin.series_terms, recent)
         series["error_estimate"] += fin.estimate_offset
         info["observed_factor"] = series.get("observed_factor")
-    if not linear:
-        info["num_evaluations"] = counter.evaluations
     estimate, reliable = _estimate(fin, series, residual_norm, status, history, linear, error_bound)
     if math.isfinite(estimate):
         # Rounding: no product of precision eps resolves x better than about eps * ||x||
         # (the figures above see only the truncation; this term matters in float16/bfloat16).
-        estimate += eps * _backend.to_float(_backend.norm(xp, x))
+        estimate += eps * (x_norm if x_norm is not None else _backend.to_float(_backend.norm(xp, x)))
     return Result(
         x=x,
         status=status,
         num_steps=len(history),
         history=tuple(history),
-        num_vjp=counter.vjp,
-        num_jvp=counter.jvp,
+        num_vjp=0,
+        num_jvp=0,
         residual_norm=residual_norm,
         b_norm=run.last_scale if run.last_scale is not None else b_norm,
         error_bound=error_bound,

@@ -127,6 +127,15 @@ class Result:
         The other results of a :class:`~rbpsolve.Fallback` chain, in the chain's order: the
         failures before the returned one, or, when every member failed, every attempt but
         the returned best one (``info["fallback_index"]`` is its place in the chain).
+    sample_status, sample_num_steps, sample_residual_norm, sample_error_estimate : numpy arrays or None
+        A batched solve (``batch_axis=k``): one entry a sample, on the host (``sample_status``
+        holds :class:`Status` members). The batch's own fields keep their meaning for the
+        whole batch, as one vector: ``status`` is ok only if every sample is ok (otherwise
+        the gravest of the samples' statuses), ``num_steps`` the steps the batch took (the
+        most any sample took), ``history`` the norm over the batch of each sample's latest
+        residual, ``residual_norm``, ``error_bound`` and ``error_estimate`` the root sum of
+        squares of the samples' figures; ``num_vjp`` and ``num_jvp`` count batched product
+        calls (one call multiplies every sample). None for an unbatched solve.
     """
 
     x: Any
@@ -144,6 +153,32 @@ class Result:
     residual_kind: str | None = None
     error_estimate: float | None = None
     estimate_reliable: bool | None = None
+    sample_status: Any = None
+    sample_num_steps: Any = None
+    sample_residual_norm: Any = None
+    sample_error_estimate: Any = None
+
+    @property
+    def batch_summary(self) -> str | None:
+        """The samples' statuses in words, e.g. ``"62 converged, 2 diverged: samples 7, 41"``
+        (None for an unbatched solve)."""
+        if self.sample_status is None:
+            return None
+        counts, failing = {}, {}
+        for i, status in enumerate(self.sample_status):
+            counts[status] = counts.get(status, 0) + 1
+            if not status.ok:
+                failing.setdefault(status, []).append(i)
+        parts = []
+        for status, n in counts.items():
+            part = f"{n} {status.name.lower().replace('_', ' ')}"
+            if status in failing:
+                samples = failing[status]
+                shown = ", ".join(str(i) for i in samples[:10]) + (", ..." if len(samples) > 10 else "")
+                part += f": sample{'s' if len(samples) > 1 else ''} {shown}"
+            parts.append(part)
+        text = ", ".join(parts)
+        return text
 
     @property
     def ok(self) -> bool:
@@ -169,6 +204,8 @@ class Result:
         ]
         if self.attempts:
             fields.append(f"attempts={len(self.attempts)}")
+        if self.sample_status is not None:
+            fields.append(f"samples={self.batch_summary!r}")
         return "Result(" + ", ".join(fields) + ")"
 
 

@@ -8,13 +8,15 @@ from ._checks import check_input, check_solver_kind
 from ._algebra import IdentityMinus, Transpose
 from ._interop import aslinearoperator
 from ._operator import Operator
+from ._batched_checks import check_batch, run_batched
 from ._fallback import Fallback, run
 from ._result import Result
 
 __all__ = ["solve", "solve_adjoint", "Fallback"]
 
 
-def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: bool = True) -> Result:
+def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: bool = True,
+          batch_axis: int | None = None) -> Result:
     """Solve ``A x = b`` (or ``min ||b - A x||`` with LSQR and CGNE) matrix-free.
 
     Parameters
@@ -33,6 +35,14 @@ def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: boo
     throw : bool
         Raise :class:`SolveError` (carrying the Result) when the status is not ok;
         with False, return the Result whatever happened.
+    batch_axis : int, optional
+        Solve one independent system per slice along this axis of ``b`` (a batch of
+        samples; you assert that ``A`` does not couple them, as in a deep-equilibrium
+        model). Inner products, norms, stopping tests and divergence checks are then per
+        sample; a sample that has stopped is frozen while the others go on; each step
+        still makes one batched product. The Result holds per-sample records
+        (``sample_status``, ...): see :class:`Result`. Supported by FixedPoint, Neumann,
+        CGNE and LSQR.
 
     Returns
     -------
@@ -52,10 +62,13 @@ def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: boo
         check_input(x0, A.in_space, "x0", "A acts on arrays")
     for s in chain:
         _check_products(s, A, square_msg="A", mv_msg="products A v (matvec)", rmv_msg="products A^T u (rmatvec)")
+    if batch_axis is not None:
+        return run_batched(solver, A, b, x0, callback, throw, check_batch(solver, A, batch_axis))
     return run(solver, A, b, x0, callback, throw)
 
 
-def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, throw: bool = True) -> Result:
+def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, throw: bool = True,
+                  batch_axis: int | None = None) -> Result:
     r"""Solve the adjoint system ``(I - J^T) z = g`` of recurrent back-propagation.
 
     At a fixed point ``h* = F(h*)`` with ``J = dF/dh`` and ``g = dL/dh*``, the gradient of
@@ -68,8 +81,9 @@ def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, th
         The Jacobian, known through ``vjp`` (and ``jvp`` for CGNE and LSQR).
     g : array
         Shaped like the state, of ``J``'s namespace, dtype and device.
-    solver, x0, callback, throw
-        As in :func:`solve`.
+    solver, x0, callback, throw, batch_axis
+        As in :func:`solve`; with ``batch_axis``, ``J`` acts on the whole batch (one VJP a
+        step for every sample) and must not couple samples.
 
     Returns
     -------
@@ -107,6 +121,8 @@ def solve_adjoint(J, g, solver, *, x0=None, callback: Callable | None = None, th
             rmv_msg="products J v (a jvp), but J was built without jvp=; pass jvp= or use "
             "FixedPoint, Neumann or GMRES, which need only vjp",
         )
+    if batch_axis is not None:
+        return run_batched(solver, A, g, x0, callback, throw, check_batch(solver, A, batch_axis))
     return run(solver, A, g, x0, callback, throw)
 
 

@@ -172,12 +172,7 @@ def run_eager(solver, a, b, state, s: _Settings, callback) -> Run:
         new, raw = solver.step(a, b, previous)
         report, run.memo = solver.judge(read(xp, [raw])[0], run.memo)  # the step's one host transfer
         run.state = previous if report.breakdown else new
-        run.history.append(report.residual)
-        run.records.append(report.records)
-        if report.floor is not None:
-            run.floor_seen = report.floor
-        if report.scale is not None:
-            run.last_scale = report.scale
+        record(run, report)
         stop = False
         if callback is not None:
             stop = _call(callback, k, report.residual, _solution_of(solver, a, b, run.state))
@@ -195,6 +190,16 @@ def run_eager(solver, a, b, state, s: _Settings, callback) -> Run:
             return run
     run.status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
     return run
+
+
+def record(run: Run, report: StepReport) -> None:
+    """A judged report into the run's history (every step of an eager run)."""
+    run.history.append(report.residual)
+    run.records.append(report.records)
+    if report.floor is not None:
+        run.floor_seen = report.floor
+    if report.scale is not None:
+        run.last_scale = report.scale
 
 
 def _at_tolerance(solver, a, b, run: Run, report: StepReport, s: _Settings):

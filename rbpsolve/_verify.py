@@ -26,17 +26,31 @@ def true_residual(a, b, x):
     the rounding level of ``r`` as computed; for ``A = I - M`` the product ``A x = x - M x``
     can cancel, so ``norm(x)`` enters too.
     """
+    r, values, eps = residual_norms(a, b, x)
+    return r, values[0], float(rounding_floor(eps, values[1:]))
+
+
+def residual_norms(a, b, x):
+    """``(r, values, eps)``: ``r = b - A x`` (one product) and, in one transfer, the norms
+    of ``r``, ``b``, ``A x`` (and ``x`` for ``A = I - M``), flat (a batched operator gives
+    one value a sample for each), with the ``eps`` of the products."""
     xp = a.xp
     ax = a.mv(x)
     r = b - ax
     scalars = [_backend.norm(xp, r), _backend.norm(xp, b), _backend.norm(xp, ax)]
     if isinstance(a, IdentityMinus):
         scalars.append(_backend.norm(xp, x))
-    values = _backend.to_host(xp, *scalars)
     # The products' precision, which is coarser than b's where they run in float16/bfloat16.
     eps = max(float(xp.finfo(b.dtype).eps), product_eps(a))
-    floor = FLOOR_FACTOR * eps * sum(values[1:])
-    return r, values[0], floor
+    return r, _backend.to_host(xp, *scalars), eps
+
+
+def rounding_floor(eps: float, norms):
+    """``FLOOR_FACTOR * eps * sum(norms)``: the rounding level of a recomputed residual
+    (over the first axis of a ``(k, batch)`` array of norms, one floor a sample)."""
+    if isinstance(norms, list):
+        return FLOOR_FACTOR * eps * math.fsum(norms)
+    return FLOOR_FACTOR * eps * norms.sum(axis=0)
 
 
 def series_not_converging(norms, eps: float) -> bool:

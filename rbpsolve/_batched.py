@@ -1,0 +1,167 @@
+"""A batch of independent systems as one operator: the views and state helpers behind
+``solve(..., batch_axis=k)`` (the loop is :mod:`rbpsolve._batched_loop`).
+
+The user's operator acts on the whole batch; the user asserts that it does not couple
+samples (as in a deep-equilibrium model, one fixed point per sample). The solve sees it
+with the batch moved to axis 0 and a :class:`~rbpsolve._backend.PerSample` namespace,
+whose reductions run per sample: each solver's unchanged step code then carries one
+recurrence per sample (per-sample scalars of shape ``(B, 1, ..., 1)``), with one batched
+product a step.
+"""
+
+from __future__ import annotations
+
+from . import _backend
+from ._algebra import IdentityMinus, Wrapped
+from ._operator import Operator
+from ._space import _Space
+
+__all__ = ["per_sample", "SampleView", "merge", "sample_state", "split_reports", "mask_like"]
+
+
+def _moved(space: _Space, axis: int, xp) -> _Space:
+    shape = (space.shape[axis],) + space.shape[:axis] + space.shape[axis + 1:]
+    return _Space(shape, space.dtype, space.device, xp)
+
+
+class _BatchFirst(Wrapped):
+    """``op`` seen with its batch axis first, and per-sample reductions.
+
+    Products move the batch axis back to where the user's operator expects it (no copy
+    for axis 0; a view otherwise).
+    """
+
+    def __init__(self, op: Operator, axis: int):
+        super().__init__(op)
+        self.axis = axis
+        xp = _backend.PerSample(op.xp, len(op.in_shape))
+        self.in_space = _moved(op.in_space, axis, xp)
+        self.out_space = _moved(op.out_space, axis, xp)
+
+    def _to_user(self, x):
+        return x if self.axis == 0 else self.op.xp.moveaxis(x, 0, self.axis)
+
+    def _to_batch(self, y):
+        return y if self.axis == 0 else self.op.xp.moveaxis(y, self.axis, 0)
+
+    def mv(self, x):
+        return self._to_batch(self.op.mv(self._to_user(x)))
+
+    def rmv(self, y):
+        return self._to_batch(self.op.rmv(self._to_user(y)))
+
+    def rewrap(self, op):
+        return _BatchFirst(op, self.axis)
+
+
+def per_sample(a: Operator, axis: int) -> Operator:
+    """``a`` as a batch of systems along ``axis`` (``I - M`` keeps its form, which the series
+    solvers and GMRES recognise)."""
+    if isinstance(a, IdentityMinus):
+        return IdentityMinus(_BatchFirst(a.op, axis))
+    return _BatchFirst(a, axis)
+
+
+class SampleView(Wrapped):
+    """One sample of a batched operator, for the host-side conclusions of a solve
+    (certificates, estimates): its spaces, norm bound and form, but no products (the
+    batched solve computes every product for all samples at once)."""
+
+    def __init__(self, op: Operator):
+        super().__init__(op)
+        shape = op.in_shape[1:]
+        xp = op.xp.xp if type(op.xp) is _backend.PerSample else op.xp
+        self.in_space = _Space(shape, op.in_space.dtype, op.in_space.device, xp)
+        self.out_space = _Space(op.out_shape[1:], op.out_space.dtype, op.out_space.device, xp)
+
+    def mv(self, x):
+        raise RuntimeError("internal: a per-sample view makes no products (the batched loop does)")
+
+    rmv = mv
+
+    def rewrap(self, op):
+        return SampleView(op)
+
+
+def sample_view(a: Operator) -> Operator:
+    if isinstance(a, IdentityMinus):
+        return IdentityMinus(SampleView(a.op))
+    return SampleView(a)
+
+
+def mask_like(xp, mask, array):
+    """The host booleans ``mask`` (one a sample) as a device array that broadcasts
+    against ``array`` (batch on axis 0)."""
+    shape = (len(mask),) + (1,) * (array.ndim - 1)
+    return xp.reshape(xp.asarray(mask, device=_backend.device_of(array)), shape)
+
+
+def merge(xp, mask, new, old, batch: int):
+    """The state ``new`` where the host booleans ``mask`` hold, ``old`` elsewhere (None:
+    zeros), field by field.
+
+    Fields that are arrays with the batch on axis 0 (vectors and per-sample scalars) are
+    chosen per sample; anything else (host values, shared by every sample) comes from
+    ``new``. Tuples inside the state are merged the same way.
+    """
+    def pick(n, o):
+        if isinstance(n, tuple) and not hasattr(n, "shape"):
+            parts = [pick(a, None if o is None else b) for a, b in zip(n, o if o is not None else [None] * len(n))]
+            return type(n)(*parts) if hasattr(n, "_fields") else tuple(parts)
+        if getattr(n, "shape", None) and n.shape[0] == batch and n.ndim >= 1:
+            keep = mask_like(xp, mask, n)
+            return xp.where(keep, n, o if o is not None else xp.zeros_like(n))
+        return n
+
+    return pick(new, old)
+
+
+def sample_state(state, index: int, sample_ndim: int, sample_size: int):
+    """Sample ``index`` of a batched state, as an unbatched solver's state looks: its
+    vectors without the batch axis and its per-sample scalars as 0-d arrays."""
+    def pick(v):
+        if isinstance(v, tuple) and not hasattr(v, "shape"):
+            parts = [pick(p) for p in v]
+            return type(v)(*parts) if hasattr(v, "_fields") else tuple(parts)
+        shape = getattr(v, "shape", None)
+        if not shape:
+            return v
+        one = v[index]
+        if one.ndim == sample_ndim and (sample_size > 1 or sample_ndim == 0) and all(s == 1 for s in one.shape):
+            # A per-sample scalar (shape (1, ..., 1) once sliced): 0-d, as a reduction gives.
+            return one.reshape(())
+        return one
+
+    return pick(state)
+
+
+def split_reports(xp, reports: list, batch: int) -> list:
+    """Steps' reports as ``batch`` host reports each (a list a step, one report a
+    sample), in one transfer for them all.
+
+    A device field carries one value a sample (shape ``(B, 1, ..., 1)``); a Python value
+    (a flag, a setting) is the same for every sample.
+    """
+    rows = [[r.residual, r.breakdown, r.least_squares, r.scale, *r.records] for r in reports]
+    device = [f for fields in rows for f in fields if hasattr(f, "shape")]
+    flat = _backend.to_host(xp, *device) if device else []
+    out, at = [], 0
+    for report, fields in zip(reports, rows):
+        columns = []
+        for f in fields:
+            if not hasattr(f, "shape"):
+                columns.append([f] * batch)
+            elif f.shape:
+                columns.append(flat[at: at + batch])
+                at += batch
+            else:  # a 0-d value: the same for every sample
+                columns.append([flat[at]] * batch)
+                at += 1
+        samples = []
+        for i in range(batch):
+            residual, breakdown, least_squares, scale, *records = (c[i] for c in columns)
+            samples.append(report._replace(
+                residual=residual, breakdown=bool(breakdown), least_squares=bool(least_squares),
+                scale=scale, records=tuple(records)))
+        out.append(samples)
+    return out

@@ -1,0 +1,282 @@
+"""The loop of a batched solve: one independent system per sample, each with its own
+steps, status and certificate (``solve(..., batch_axis=k)``).
+
+The device work is the unbatched solver's own step on the whole batch
+(:mod:`rbpsolve._batched`: per-sample reductions, one batched product a step). The host
+work is the unbatched loop's, once a sample: each sample has its own :class:`Run`, is
+judged and decided by the same code (:func:`rbpsolve._steps._decide`), and is concluded
+by the same :func:`rbpsolve._loop.conclude`. A sample that has stopped is frozen (its
+state no longer changes); one whose values are no longer finite is set to zero, so that
+the products it still rides along in cannot spread NaNs.
+
+Host transfers: one a step (every sample's scalars together) for a run with a tolerance,
+none for a fixed budget until its end (then as the unbatched deferred run: reads at steps
+64, 128, 256, ... of longer budgets). A step in which some samples claim the tolerance on
+a recurrence's residual spends one more batched product to verify them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import _backend
+from ._batched import merge, per_sample, sample_state, sample_view, split_reports
+from ._loop import conclude
+from ._precision import default_rtol, product_eps
+from ._result import Result, Status
+from ._scaling import right_hand_side_scale, scale_array, unscale_result
+from ._space import ProductCounter
+from ._steps import FIRST_CHECKPOINT, Run, _call, _decide, _replay, record, settings
+from ._verify import LIMIT_FACTOR, residual_norms, rounding_floor
+from ._batched_result import combine
+
+__all__ = ["iterate_batched"]
+
+
+@dataclasses.dataclass
+class _Batch:
+    """What the loop knows of the whole batch between steps."""
+
+    solver: object
+    a: object  # the batch-first operator (counted)
+    b: object  # batch-first right-hand side (the loop's copy)
+    size: int
+    runs: list
+    settings: list
+    active: list  # host booleans: the samples still stepping
+    axis: int = 0  # where the user's batch axis is
+    state: object = None
+    best_x: object = None  # each sample's best iterate (device), for failures
+
+
+def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
+    """Solve ``A x = b`` with every slice along ``axis`` an independent system."""
+    xp = A.xp
+    a = per_sample(A, axis)
+    b = xp.moveaxis(b, axis, 0) if axis != 0 else b
+    if x0 is not None:
+        x0 = xp.asarray(xp.moveaxis(x0, axis, 0) if axis != 0 else x0, copy=True)
+    k, amax = right_hand_side_scale(xp, b)
+    atol = math.ldexp(float(solver.atol), -k)
+    b = xp.asarray(b, copy=True) if k == 0 else scale_array(xp, b, -k)
+    if x0 is not None and k != 0:
+        x0 = scale_array(xp, x0, -k)
+    counter = ProductCounter()
+    a = a.with_counter(counter)
+    batch = a.in_shape[0]
+    bxp = a.xp
+    eps = product_eps(a)
+    rtol = default_rtol(eps) if solver.rtol is None else solver.rtol
+    b_norms = _backend.to_host(bxp, _backend.norm(bxp, b))
+    zero = [v == 0.0 for v in b_norms]  # b_i = 0: x_i = 0 solves it exactly, in no step
+    tols = [max(rtol * v, atol) for v in b_norms]
+    run = _Batch(solver, a, b, batch, [Run(None) for _ in range(batch)],
+                 [settings(solver, t, rtol, atol, True) for t in tols], [not z for z in zero], axis=axis)
+    deferred = solver.fixed_budget and callback is None
+    run.state = solver.init(a, b, x0, min(tols), deferred=deferred)
+    run.best_x = solver.solution(a, b, run.state)
+    if any(run.active):
+        (_run_deferred if deferred else _run_eager)(run, callback)
+    for i, z in enumerate(zero):
+        if z:
+            run.runs[i].status = Status.CONVERGED
+        elif run.runs[i].status is None:
+            run.runs[i].status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
+    results, x = _conclude_samples(run, eps, b_norms, zero)
+    results = [unscale_result(r, k, xp) for r in results]
+    x = x if k == 0 else scale_array(xp, x, k)
+    if axis != 0:
+        x = xp.moveaxis(x, 0, axis)
+    return combine(results, x, solver, counter, axis, math.ldexp(math.sqrt(math.fsum(v * v for v in b_norms)), k))
+
+
+# --------------------------------------------------------------------- eager
+def _run_eager(run: _Batch, callback) -> None:
+    solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
+    for step in range(1, solver.max_steps + 1):
+        if not any(run.active):
+            return
+        previous = run.state
+        new, raw = solver.step(a, b, previous)
+        reports = split_reports(xp, [raw], run.size)[0]  # the step's one host transfer
+        keep_new = list(run.active)
+        improved = [False] * run.size
+        claims = []
+        for i in _indices(run.active):
+            r = run.runs[i]
+            report, r.memo = solver.judge(reports[i], r.memo)
+            record(r, report)
+            best_before = r.best_residual
+            verdict = _decide(solver, report, r, step, None, run.settings[i])
+            improved[i] = r.best_residual < best_before or bool(report.verified)
+            if report.breakdown:
+                keep_new[i] = False  # a broken step is not taken (as the unbatched loop does)
+            if verdict == "tolerance":
+                claims.append((i, report))
+            elif verdict is not None:
+                r.status = verdict
+        run.state = new if all(keep_new) else merge(xp, keep_new, new, previous, run.size)
+        if any(improved):
+            holder = previous if solver.residual_lags else run.state
+            run.best_x = merge(xp, improved, solver.solution(a, b, holder), run.best_x, run.size)
+        if claims:
+            _settle_claims(run, claims, step)
+        stop = False
+        if callback is not None:
+            norms = [r.history[-1] if r.history else 0.0 for r in run.runs]
+            stop = _call(callback, step, math.sqrt(math.fsum(v * v for v in norms)),
+                         lambda: _user_layout(run, solver.solution(a, b, run.state)))
+        _retire(run)
+        if stop:
+            for i in _indices(run.active):
+                run.runs[i].status = Status.STOPPED
+            _retire(run)
+            return
+
+
+def _user_layout(run: _Batch, x):
+    """An iterate as the user laid the batch out (for a callback's ``StepInfo``)."""
+    return x if run.axis == 0 else run.a.xp.moveaxis(x, 0, run.axis)
+
+
+def _settle_claims(run: _Batch, claims, step: int) -> None:
+    """Samples whose residual met the tolerance: CONVERGED once the claim is checked (one
+    batched product for all of them where a recurrence made the claim)."""
+    solver = run.solver
+    unchecked = []
+    for i, report in claims:
+        s = run.settings[i]
+        if not s.linear or s.verify is False or report.verified:
+            run.runs[i].status = Status.CONVERGED
+        elif s.tol == 0.0 and not s.verify:
+            run.runs[i].status = Status.BUDGET_SPENT
+        else:
+            unchecked.append(i)
+    if not unchecked:
+        return
+    x = solver.solution(run.a, run.b, run.state)
+    r, trues, floors = batched_true_residual(run.a, run.b, x)
+    restart = [False] * run.size
+    for i in unchecked:
+        tol, true, floor, sample = run.settings[i].tol, trues[i], floors[i], run.runs[i]
+        sample.checked = (true, floor)
+        if true <= tol:
+            sample.status = Status.CONVERGED
+        elif not math.isfinite(true):
+            sample.checked = None
+            sample.status = Status.NONFINITE
+        elif tol == 0.0:
+            sample.status = Status.BUDGET_SPENT
+        elif tol < floor and true <= LIMIT_FACTOR * floor:
+            sample.status = Status.ACCURACY_LIMIT
+        else:
+            sample.checked = None
+            sample.restarts.append(step)
+            restart[i] = True
+    if any(restart):
+        run.state = merge(run.a.xp, restart, solver.restart(run.a, run.b, run.state, x, r), run.state, run.size)
+
+
+def _retire(run: _Batch) -> None:
+    """Samples with a status stop stepping; those with non-finite values are set to zero."""
+    poisoned = []
+    for i in _indices(run.active):
+        status = run.runs[i].status
+        if status is not None:
+            run.active[i] = False
+            if status is Status.NONFINITE:
+                poisoned.append(i)
+    if poisoned:
+        clean = [i not in poisoned for i in range(run.size)]
+        run.state = merge(run.a.xp, clean, run.state, None, run.size)
+
+
+def _indices(flags):
+    return [i for i, f in enumerate(flags) if f]
+
+
+# --------------------------------------------------------------------- deferred
+def _run_deferred(run: _Batch, callback=None) -> None:
+    """A fixed budget: no transfer before its end (or before steps 64, 128, ...); each
+    sample's best iterate kept on the device, and every sample decided afterwards as the
+    unbatched deferred run decides."""
+    solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
+    best_r, raw, read_up_to = None, [], 0
+    state = run.state
+    for step in range(1, solver.max_steps + 1):
+        previous = state
+        state, report = solver.step(a, b, state)
+        raw.append(report)
+        holder = previous if solver.residual_lags else state
+        r = report.residual
+        better = (r == r) if best_r is None else (r < best_r)
+        best_r = r if best_r is None else _backend.minimum(xp, best_r, r)
+        run.best_x = xp.where(better, solver.solution(a, b, holder), run.best_x)
+        if report.done:
+            break
+        if step >= FIRST_CHECKPOINT and step & (step - 1) == 0:
+            _replay_all(run, raw[read_up_to:], read_up_to)
+            read_up_to = len(raw)
+            if all(r.status is not None for r, active in zip(run.runs, run.active) if active):
+                break
+    run.state = state
+    _replay_all(run, raw[read_up_to:], read_up_to)
+
+
+def _replay_all(run: _Batch, raw: list, offset: int) -> None:
+    if not raw:
+        return
+    split = split_reports(run.a.xp, raw, run.size)  # one transfer for them all
+    for i in _indices(run.active):
+        _replay(run.solver, run.runs[i], [reports[i] for reports in split], offset, run.settings[i])
+
+
+# --------------------------------------------------------------------- the end
+def batched_true_residual(a, b, x):
+    """``(r, norms, floors)``: ``r = b - A x`` for the whole batch (one batched product)
+    and each sample's residual norm and rounding floor."""
+    r, values, eps = residual_norms(a, b, x)
+    values = np.reshape(np.asarray(values), (-1, a.in_shape[0]))  # (norms, samples)
+    return r, values[0].tolist(), rounding_floor(eps, values[1:]).tolist()
+
+
+def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
+    """Each sample's Result (host figures; its ``x`` a view) and the batch's iterate."""
+    solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
+    failed = [r.status not in _KEEPS_LAST and not z for r, z in zip(run.runs, zero)]
+    x = solver.solution(a, b, run.state)
+    if any(failed):
+        x = merge(xp, failed, run.best_x, x, run.size)
+    if any(zero):
+        x = merge(xp, [not z for z in zero], x, None, run.size)
+    verify = run.settings[0].verify
+    need = [not z and run.runs[i].checked is None for i, z in enumerate(zero)]
+    if verify and any(need):
+        _, trues, floors = batched_true_residual(a, b, x)
+        for i in _indices(need):
+            if math.isfinite(trues[i]):
+                run.runs[i].checked = (trues[i], floors[i])
+    x_norms = _backend.to_host(xp, _backend.norm(xp, x))
+    view = sample_view(a)
+    sample_ndim = len(a.in_shape) - 1
+    sample_size = math.prod(a.in_shape[1:])
+    results = []
+    for i, r in enumerate(run.runs):
+        x_i = x[i]
+        if zero[i]:
+            results.append(Result(x_i, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver,
+                                  residual_kind="verified", error_estimate=0.0, estimate_reliable=True))
+            continue
+        r.state = sample_state(run.state, i, sample_ndim, sample_size)
+        r.best_x = x_i if failed[i] else None
+        if r.checked is not None:
+            r.checked = (x_i, *r.checked)
+        results.append(conclude(solver, view, b[i], r, run.settings[i], eps, b_norms[i], x_norm=x_norms[i]))
+    return results, x
+
+
+_KEEPS_LAST = (Status.CONVERGED, Status.BUDGET_SPENT, Status.MAX_STEPS, Status.STOPPED,
+               Status.LEAST_SQUARES, Status.ACCURACY_LIMIT)
