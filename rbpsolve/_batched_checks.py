@@ -9,7 +9,7 @@ __all__ = ["check_batch", "run_batched", "BATCHED_SOLVERS"]
 
 # The solvers whose steps run per sample (their scalars reduce per sample through the
 # batched namespace). GMRES, RandomizedNeumann and the forward solvers follow.
-BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR")
+BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES")
 
 
 def check_batch(solver, A, batch_axis) -> int:

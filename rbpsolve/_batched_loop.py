@@ -32,6 +32,7 @@ from ._space import ProductCounter
 from ._steps import FIRST_CHECKPOINT, Run, _call, _decide, _replay, record, settings
 from ._verify import LIMIT_FACTOR, residual_norms, rounding_floor
 from ._batched_result import combine
+from ._solvers.gmres import GMRES
 
 __all__ = ["iterate_batched"]
 
@@ -48,6 +49,7 @@ class _Batch:
     settings: list
     active: list  # host booleans: the samples still stepping
     axis: int = 0  # where the user's batch axis is
+    native: object = None  # a solver's own batched implementation (GMRES), if it has one
     state: object = None
     best_x: object = None  # each sample's best iterate (device), for failures
 
@@ -75,11 +77,17 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
     tols = [max(rtol * v, atol) for v in b_norms]
     run = _Batch(solver, a, b, batch, [Run(None) for _ in range(batch)],
                  [settings(solver, t, rtol, atol, True) for t in tols], [not z for z in zero], axis=axis)
-    deferred = solver.fixed_budget and callback is None
-    run.state = solver.init(a, b, x0, min(tols), deferred=deferred)
-    run.best_x = solver.solution(a, b, run.state)
-    if any(run.active):
-        (_run_deferred if deferred else _run_eager)(run, callback)
+    run.native = native_batched(solver)
+    if run.native is not None:
+        run.state = run.native.init(a, b, x0, tols)
+        if any(run.active):
+            _run_native(run, callback)
+    else:
+        deferred = solver.fixed_budget and callback is None
+        run.state = solver.init(a, b, x0, min(tols), deferred=deferred)
+        run.best_x = solver.solution(a, b, run.state)
+        if any(run.active):
+            (_run_deferred if deferred else _run_eager)(run, callback)
     for i, z in enumerate(zero):
         if z:
             run.runs[i].status = Status.CONVERGED
@@ -93,6 +101,16 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
     return combine(results, x, solver, counter, axis, math.ldexp(math.sqrt(math.fsum(v * v for v in b_norms)), k))
 
 
+def native_batched(solver):
+    """The solver's own batched implementation, where its steps need one (GMRES: each
+    sample at its own place in its own restart cycle), else None."""
+    if isinstance(solver, GMRES):
+        from ._solvers.gmres_batched import BatchedGMRES
+
+        return BatchedGMRES(solver)
+    return None
+
+
 # --------------------------------------------------------------------- eager
 def _run_eager(run: _Batch, callback) -> None:
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
@@ -102,39 +120,69 @@ def _run_eager(run: _Batch, callback) -> None:
         previous = run.state
         new, raw = solver.step(a, b, previous)
         reports = split_reports(xp, [raw], run.size)[0]  # the step's one host transfer
-        keep_new = list(run.active)
-        improved = [False] * run.size
-        claims = []
-        for i in _indices(run.active):
-            r = run.runs[i]
-            report, r.memo = solver.judge(reports[i], r.memo)
-            record(r, report)
-            best_before = r.best_residual
-            verdict = _decide(solver, report, r, step, None, run.settings[i])
-            improved[i] = r.best_residual < best_before or bool(report.verified)
-            if report.breakdown:
-                keep_new[i] = False  # a broken step is not taken (as the unbatched loop does)
-            if verdict == "tolerance":
-                claims.append((i, report))
-            elif verdict is not None:
-                r.status = verdict
+        keep_new, improved, claims = _judge(run, reports, step)
         run.state = new if all(keep_new) else merge(xp, keep_new, new, previous, run.size)
         if any(improved):
             holder = previous if solver.residual_lags else run.state
             run.best_x = merge(xp, improved, solver.solution(a, b, holder), run.best_x, run.size)
-        if claims:
-            _settle_claims(run, claims, step)
-        stop = False
-        if callback is not None:
-            norms = [r.history[-1] if r.history else 0.0 for r in run.runs]
-            stop = _call(callback, step, math.sqrt(math.fsum(v * v for v in norms)),
-                         lambda: _user_layout(run, solver.solution(a, b, run.state)))
-        _retire(run)
-        if stop:
-            for i in _indices(run.active):
-                run.runs[i].status = Status.STOPPED
-            _retire(run)
+        if _after_step(run, claims, step, callback, lambda: solver.solution(a, b, run.state)):
             return
+
+
+def _run_native(run: _Batch, callback) -> None:
+    """A solver with a batched implementation of its own (GMRES): it keeps each sample's
+    state and freezes the inactive ones itself, and reports one host value a sample."""
+    native, a, b = run.native, run.a, run.b
+    for step in range(1, run.solver.max_steps + 1):
+        if not any(run.active):
+            return
+        run.state, reports = native.step(a, b, run.state, run.active)
+        _, _, claims = _judge(run, reports, step)
+        if _after_step(run, claims, step, callback, lambda: native.solution(a, b, run.state)):
+            return
+
+
+def _judge(run: _Batch, reports, step: int):
+    """Each active sample's report judged and decided as the unbatched loop does.
+
+    Returns ``(keep_new, improved, claims)``: whether each sample's new state is taken (a
+    broken step is not), whether its best residual improved, and the samples that met
+    their tolerance (decided by :func:`_settle_claims`)."""
+    solver = run.solver
+    keep_new = list(run.active)
+    improved = [False] * run.size
+    claims = []
+    for i in _indices(run.active):
+        r = run.runs[i]
+        report, r.memo = solver.judge(reports[i], r.memo)
+        record(r, report)
+        best_before = r.best_residual
+        verdict = _decide(solver, report, r, step, None, run.settings[i])
+        improved[i] = r.best_residual < best_before or bool(report.verified)
+        if report.breakdown:
+            keep_new[i] = False
+        if verdict == "tolerance":
+            claims.append((i, report))
+        elif verdict is not None:
+            r.status = verdict
+    return keep_new, improved, claims
+
+
+def _after_step(run: _Batch, claims, step: int, callback, solution) -> bool:
+    """Claims settled, the callback called, stopped samples retired; True: the run ends."""
+    if claims:
+        _settle_claims(run, claims, step)
+    stop = False
+    if callback is not None:
+        norms = [r.history[-1] if r.history else 0.0 for r in run.runs]
+        stop = _call(callback, step, math.sqrt(math.fsum(v * v for v in norms)),
+                     lambda: _user_layout(run, solution()))
+    _retire(run)
+    if stop:
+        for i in _indices(run.active):
+            run.runs[i].status = Status.STOPPED
+        _retire(run)
+    return stop
 
 
 def _user_layout(run: _Batch, x):
@@ -246,8 +294,10 @@ def batched_true_residual(a, b, x):
 def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
     """Each sample's Result (host figures; its ``x`` a view) and the batch's iterate."""
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
-    failed = [r.status not in _KEEPS_LAST and not z for r, z in zip(run.runs, zero)]
-    x = solver.solution(a, b, run.state)
+    native = run.native
+    # A native batched solver keeps a failed sample's last good state itself.
+    failed = [r.status not in _KEEPS_LAST and not z and native is None for r, z in zip(run.runs, zero)]
+    x = (native or solver).solution(a, b, run.state)
     if any(failed):
         x = merge(xp, failed, run.best_x, x, run.size)
     if any(zero):
@@ -270,7 +320,7 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
             results.append(Result(x_i, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver,
                                   residual_kind="verified", error_estimate=0.0, estimate_reliable=True))
             continue
-        r.state = sample_state(run.state, i, sample_ndim, sample_size)
+        r.state = native.sample_state(run.state, i) if native else sample_state(run.state, i, sample_ndim, sample_size)
         r.best_x = x_i if failed[i] else None
         if r.checked is not None:
             r.checked = (x_i, *r.checked)
