@@ -24,17 +24,13 @@ def check_batch(solver, A, batch_axis) -> int:
         )
     if not -ndim <= batch_axis < ndim:
         raise ValueError(f"batch_axis={batch_axis} is out of range for arrays of shape {A.in_shape} ({ndim} axes)")
-    if isinstance(solver, Fallback):
-        raise NotImplementedError(
-            "a Fallback chain does not take batch_axis yet; run the chain's first solver with batch_axis and "
-            "re-solve the samples whose sample_status is not ok"
-        )
-    name = type(solver).__name__
-    if name not in BATCHED_SOLVERS:
-        raise NotImplementedError(
-            f"{name} does not solve per sample yet (batch_axis); per-sample solvers: {', '.join(BATCHED_SOLVERS)}; "
-            f"or leave batch_axis=None to solve the batch as one system"
-        )
+    for member in (solver.solvers if isinstance(solver, Fallback) else (solver,)):
+        name = type(member).__name__
+        if name not in BATCHED_SOLVERS:
+            raise NotImplementedError(
+                f"{name} does not solve per sample yet (batch_axis); per-sample solvers: "
+                f"{', '.join(BATCHED_SOLVERS)}; or leave batch_axis=None to solve the batch as one system"
+            )
     return batch_axis % ndim
 
 
@@ -46,7 +42,12 @@ def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:
         raise NotImplementedError(
             "batched solves in float16/bfloat16 are not supported yet; cast to float32 first"
         )
-    result = iterate_batched(solver, A, b, x0, axis, callback)
+    if isinstance(solver, Fallback):
+        from ._batched_fallback import run_chain_batched
+
+        result = run_chain_batched(solver, A, b, x0, axis, callback)
+    else:
+        result = iterate_batched(solver, A, b, x0, axis, callback)
     if throw and not result.ok:
         raise SolveError(result)
     return result

@@ -54,8 +54,13 @@ class _Batch:
     best_x: object = None  # each sample's best iterate (device), for failures
 
 
-def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
-    """Solve ``A x = b`` with every slice along ``axis`` an independent system."""
+def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Result:
+    """Solve ``A x = b`` with every slice along ``axis`` an independent system.
+
+    ``only``: host booleans, one a sample; the others are not solved (they ride along in
+    the products on zeros, and their entries of the result are placeholders: x = 0, no
+    step). ``Result.info["sample_results"]`` holds each sample's own Result (host
+    figures; its ``x`` a view of the batch's)."""
     xp = A.xp
     a = per_sample(A, axis)
     b = xp.moveaxis(b, axis, 0) if axis != 0 else b
@@ -74,6 +79,8 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
     rtol = default_rtol(eps) if solver.rtol is None else solver.rtol
     b_norms = _backend.to_host(bxp, _backend.norm(bxp, b))
     zero = [v == 0.0 for v in b_norms]  # b_i = 0: x_i = 0 solves it exactly, in no step
+    if only is not None:
+        zero = [z or not o for z, o in zip(zero, only)]
     tols = [max(rtol * v, atol) for v in b_norms]
     run = _Batch(solver, a, b, batch, [Run(None) for _ in range(batch)],
                  [settings(solver, t, rtol, atol, True) for t in tols], [not z for z in zero], axis=axis)

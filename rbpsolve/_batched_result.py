@@ -35,7 +35,7 @@ def combine(results: list, x, solver, counter, axis: int, b_norm: float) -> Resu
         history.append(math.sqrt(math.fsum(v * v for v in latest)))
     kinds = {r.residual_kind for r in results if r.num_steps or r.residual_kind != "verified"}
     kind = kinds.pop() if len(kinds) == 1 else ("verified" if not kinds else "per sample")
-    info = {"batch_size": len(results), "batch_axis": axis}
+    info = {"batch_size": len(results), "batch_axis": axis, "sample_results": tuple(results)}
     return Result(
         x=x,
         status=status,

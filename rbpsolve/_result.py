@@ -129,7 +129,9 @@ class Result:
         the returned best one (``info["fallback_index"]`` is its place in the chain).
     sample_status, sample_num_steps, sample_residual_norm, sample_error_estimate : numpy arrays or None
         A batched solve (``batch_axis=k``): one entry a sample, on the host (``sample_status``
-        holds :class:`Status` members). The batch's own fields keep their meaning for the
+        holds :class:`Status` members; in a :class:`~rbpsolve.Fallback` member's attempt,
+        None for the samples an earlier member solved). ``info["sample_results"]`` holds
+        each sample's own Result (the figures a solo solve would report). The batch's own fields keep their meaning for the
         whole batch, as one vector: ``status`` is ok only if every sample is ok (otherwise
         the gravest of the samples' statuses), ``num_steps`` the steps the batch took (the
         most any sample took), ``history`` the norm over the batch of each sample's latest
@@ -167,10 +169,13 @@ class Result:
         counts, failing = {}, {}
         for i, status in enumerate(self.sample_status):
             counts[status] = counts.get(status, 0) + 1
-            if not status.ok:
+            if status is not None and not status.ok:
                 failing.setdefault(status, []).append(i)
         parts = []
         for status, n in counts.items():
+            if status is None:  # a Fallback member's samples an earlier member solved
+                parts.append(f"{n} solved by an earlier member")
+                continue
             part = f"{n} {status.name.lower().replace('_', ' ')}"
             if status in failing:
                 samples = failing[status]

@@ -297,10 +297,3 @@ def test_bad_batch_axis_is_named(bad, error, words):
     J = _batched_operator(_blocks([0.5, 0.5], seed=0), G)
     with pytest.raises(error, match=words):
         rbpsolve.solve_adjoint(J, G, rbpsolve.FixedPoint(), batch_axis=bad)
-
-
-def test_solvers_without_a_per_sample_mode_say_so():
-    G = np.ones((2, N))
-    J = _batched_operator(_blocks([0.5, 0.5], seed=0), G)
-    with pytest.raises(NotImplementedError, match="Fallback"):
-        rbpsolve.solve_adjoint(J, G, rbpsolve.Fallback(rbpsolve.Neumann(), rbpsolve.GMRES()), batch_axis=0)
