@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import _backend
 from ._algebra import IdentityMinus, Wrapped
 from ._operator import Operator
+from ._protocol import SampleValues
 from ._space import _Space
 
 __all__ = ["per_sample", "SampleView", "merge", "sample_state", "split_reports", "mask_like"]
@@ -102,9 +103,12 @@ def merge(xp, mask, new, old, batch: int):
 
     Fields that are arrays with the batch on axis 0 (vectors and per-sample scalars) are
     chosen per sample; anything else (host values, shared by every sample) comes from
-    ``new``. Tuples inside the state are merged the same way.
+    ``new``, as do :class:`SampleValues` (host values that a step does not change). Tuples
+    inside the state are merged the same way.
     """
     def pick(n, o):
+        if type(n) is SampleValues:
+            return n
         if isinstance(n, tuple) and not hasattr(n, "shape"):
             parts = [pick(a, None if o is None else b) for a, b in zip(n, o if o is not None else [None] * len(n))]
             return type(n)(*parts) if hasattr(n, "_fields") else tuple(parts)
@@ -118,8 +122,11 @@ def merge(xp, mask, new, old, batch: int):
 
 def sample_state(state, index: int, sample_ndim: int, sample_size: int):
     """Sample ``index`` of a batched state, as an unbatched solver's state looks: its
-    vectors without the batch axis and its per-sample scalars as 0-d arrays."""
+    vectors without the batch axis, its per-sample scalars as 0-d arrays and its
+    :class:`SampleValues` as that sample's entry."""
     def pick(v):
+        if type(v) is SampleValues:
+            return v[index]
         if isinstance(v, tuple) and not hasattr(v, "shape"):
             parts = [pick(p) for p in v]
             return type(v)(*parts) if hasattr(v, "_fields") else tuple(parts)
@@ -140,7 +147,8 @@ def split_reports(xp, reports: list, batch: int) -> list:
     sample), in one transfer for them all.
 
     A device field carries one value a sample (shape ``(B, 1, ..., 1)``); a Python value
-    (a flag, a setting) is the same for every sample.
+    (a flag, a setting) is the same for every sample, but for :class:`SampleValues` (a
+    ``done`` one a sample), which holds each sample's own.
     """
     rows = [[r.residual, r.breakdown, r.least_squares, r.scale, *r.records] for r in reports]
     device = [f for fields in rows for f in fields if hasattr(f, "shape")]
@@ -157,11 +165,12 @@ def split_reports(xp, reports: list, batch: int) -> list:
             else:  # a 0-d value: the same for every sample
                 columns.append([flat[at]] * batch)
                 at += 1
+        each = type(report.done) is SampleValues
         samples = []
         for i in range(batch):
             residual, breakdown, least_squares, scale, *records = (c[i] for c in columns)
             samples.append(report._replace(
                 residual=residual, breakdown=bool(breakdown), least_squares=bool(least_squares),
-                scale=scale, records=tuple(records)))
+                scale=scale, records=tuple(records), done=bool(report.done[i]) if each else report.done))
         out.append(samples)
     return out

@@ -297,4 +297,4 @@ def test_solvers_without_a_per_sample_mode_say_so():
     G = np.ones((2, N))
     J = _batched_operator(_blocks([0.5, 0.5], seed=0), G)
     with pytest.raises(NotImplementedError, match="per-sample solvers"):
-        rbpsolve.solve_adjoint(J, G, rbpsolve.RandomizedNeumann(), batch_axis=0)
+        rbpsolve.solve_adjoint(J, G, rbpsolve.GMRES(), batch_axis=0)
