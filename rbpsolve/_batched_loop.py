@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _backend
 from ._batched import mask_like, merge, per_sample, sample_state, sample_view, split_reports
-from ._loop import conclude
+from ._loop import conclude, judged_status
 from ._precision import default_rtol, product_eps
 from ._protocol import SampleValues
 from ._result import Result, Status
@@ -276,6 +276,14 @@ def batched_true_residual(a, b, x):
 def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
     """Each sample's Result (host figures; its ``x`` a view) and the batch's iterate."""
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
+    sample_ndim = len(a.in_shape) - 1
+    sample_size = math.prod(a.in_shape[1:])
+    for i in _indices([not z for z in zero]):
+        r = run.runs[i]
+        r.state = sample_state(run.state, i, sample_ndim, sample_size)
+        # A fixed budget whose series was not converging fails here, before the iterate
+        # is chosen: it hands back its best one, as alone.
+        r.status = judged_status(solver, r, eps)[0]
     failed = [r.status not in _KEEPS_LAST and not z for r, z in zip(run.runs, zero)]
     x = solver.solution(a, b, run.state)
     if any(failed):
@@ -291,8 +299,6 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
                 run.runs[i].checked = (trues[i], floors[i])
     x_norms = _backend.to_host(xp, _backend.norm(xp, x))
     view = sample_view(a)
-    sample_ndim = len(a.in_shape) - 1
-    sample_size = math.prod(a.in_shape[1:])
     results = []
     for i, r in enumerate(run.runs):
         x_i = x[i]
@@ -300,7 +306,6 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
             results.append(Result(x_i, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver,
                                   residual_kind="verified", error_estimate=0.0, estimate_reliable=True))
             continue
-        r.state = sample_state(run.state, i, sample_ndim, sample_size)
         r.best_x = x_i if failed[i] else None
         if r.checked is not None:
             r.checked = (x_i, *r.checked)
