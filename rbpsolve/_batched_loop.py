@@ -13,8 +13,9 @@ Host transfers: one a step (every sample's scalars together) for a run with a to
 none for a fixed budget until its end (then as the unbatched deferred run: reads at steps
 64, 128, 256, ... of longer budgets). A fixed budget may end per sample (a per-sample
 ``StepReport.done``, known on the host: RandomizedNeumann's depths); a sample whose
-budget ended, or that a read decided, is frozen there, as its solo run stops there. A step in which some samples claim the tolerance on
-a recurrence's residual spends one more batched product to verify them.
+budget ended, or that a read decided, is frozen there, as its solo run stops there. A
+step in which some samples claim the tolerance on a recurrence's residual spends one
+more batched product to verify them.
 """
 
 from __future__ import annotations
