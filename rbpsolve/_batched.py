@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import _backend
 from ._algebra import IdentityMinus, Wrapped
 from ._operator import Operator
+from ._protocol import SampleValues
 from ._space import _Space
 
 __all__ = ["per_sample", "SampleView", "merge", "sample_state", "split_reports", "mask_like"]
@@ -102,9 +103,12 @@ def merge(xp, mask, new, old, batch: int):
 
     Fields that are arrays with the batch on axis 0 (vectors and per-sample scalars) are
     chosen per sample; anything else (host values, shared by every sample) comes from
-    ``new``. Tuples inside the state are merged the same way.
+    ``new``, as do :class:`SampleValues` (host values that a step does not change). Tuples
+    inside the state are merged the same way.
     """
     def pick(n, o):
+        if type(n) is SampleValues:
+            return n
         if isinstance(n, tuple) and not hasattr(n, "shape"):
             parts = [pick(a, None if o is None else b) for a, b in zip(n, o if o is not None else [None] * len(n))]
             return type(n)(*parts) if hasattr(n, "_fields") else tuple(parts)
@@ -118,8 +122,11 @@ def merge(xp, mask, new, old, batch: int):
 
 def sample_state(state, index: int, sample_ndim: int, sample_size: int):
     """Sample ``index`` of a batched state, as an unbatched solver's state looks: its
-    vectors without the batch axis and its per-sample scalars as 0-d arrays."""
+    vectors without the batch axis, its per-sample scalars as 0-d arrays and its
+    :class:`SampleValues` as that sample's entry."""
     def pick(v):
+        if type(v) is SampleValues:
+            return v[index]
         if isinstance(v, tuple) and not hasattr(v, "shape"):
             parts = [pick(p) for p in v]
             return type(v)(*parts) if hasattr(v, "_fields") else tuple(parts)
@@ -140,7 +147,8 @@ def split_reports(xp, reports: list, batch: int) -> list:
     sample), in one transfer for them all.
 
     A device field carries one value a sample (shape ``(B, 1, ..., 1)``); a Python value
-    (a flag, a setting) is the same for every sample.
+    (a flag, a setting) is the same for every sample, but for :class:`SampleValues` (a
+    ``done`` one a sample), which holds each sample's own.
     """
     rows = [[r.residual, r.breakdown, r.least_squares, r.scale, *r.records] for r in reports]
     device = [f for fields in rows for f in fields if hasattr(f, "shape")]
@@ -162,7 +170,8 @@ def split_reports(xp, reports: list, batch: int) -> list:
         make, template = type(report)._make, list(report)
         fields = type(report)._fields
         slots = [fields.index(name) for name in ("residual", "breakdown", "least_squares", "scale")]
-        records_slot = fields.index("records")
+        records_slot, done_slot = fields.index("records"), fields.index("done")
+        each = type(report.done) is SampleValues  # one done flag a sample (RandomizedNeumann)
         residuals, breakdowns, squares, scales = columns[:4]
         record_columns = columns[4:]
         samples = []
@@ -171,6 +180,8 @@ def split_reports(xp, reports: list, batch: int) -> list:
             values[slots[0]], values[slots[1]] = residuals[i], bool(breakdowns[i])
             values[slots[2]], values[slots[3]] = bool(squares[i]), scales[i]
             values[records_slot] = tuple(c[i] for c in record_columns)
+            if each:
+                values[done_slot] = bool(report.done[i])
             samples.append(make(values))
         out.append(samples)
     return out

@@ -8,8 +8,9 @@ from ._result import Result, SolveError
 __all__ = ["check_batch", "run_batched", "BATCHED_SOLVERS"]
 
 # The solvers whose steps run per sample (their scalars reduce per sample through the
-# batched namespace). GMRES, RandomizedNeumann and the forward solvers follow.
-BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES")
+# batched namespace; RandomizedNeumann draws one depth a sample; GMRES has its own batched
+# implementation, each sample its own Krylov space). The forward solvers follow.
+BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "RandomizedNeumann", "GMRES")
 
 
 def check_batch(solver, A, batch_axis) -> int:
