@@ -146,12 +146,18 @@ def _run_eager(run: _Batch, callback) -> None:
 def _run_native(run: _Batch, callback) -> None:
     """A solver with a batched implementation of its own (GMRES): it keeps each sample's
     state and freezes the inactive ones itself, and reports one host value a sample."""
-    native, a, b = run.native, run.a, run.b
-    for step in range(1, run.solver.max_steps + 1):
+    native, a, b, solver = run.native, run.a, run.b, run.solver
+    # A sample's step may report one batched step late (GMRES recomputes a finished
+    # cycle's residual in the next step's product): each sample counts its own steps.
+    for step in range(1, 2 * solver.max_steps + 2):
         if not any(run.active):
             return
         run.state, reports = native.step(a, b, run.state, run.active)
         _, _, claims = _judge(run, reports, step)
+        for i in _indices(run.active):
+            r = run.runs[i]
+            if r.status is None and len(r.history) >= solver.max_steps and not native.waiting(run.state, i):
+                r.status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
         if _after_step(run, claims, step, callback, lambda: native.solution(a, b, run.state)):
             return
 
@@ -178,6 +184,8 @@ def _judge(run: _Batch, reports, step: int):
     improved = [False] * run.size
     claims = []
     for i in _indices(run.active):
+        if reports[i] is None:
+            continue  # no report this step (a native solver's step still waiting on its product)
         r = run.runs[i]
         report, r.memo = solver.judge(reports[i], r.memo)
         record(r, report)

@@ -22,7 +22,8 @@ from .. import _backend
 from .._algebra import IdentityMinus
 from .._batched import mask_like
 from .._gram_schmidt import DGKS
-from .._verify import residual_norms, rounding_floor
+from .._precision import product_eps
+from .._verify import rounding_floor
 from ._base import StepReport
 from ._hessenberg import Rotated
 from .gmres import GMRES, _column, _State, _with_cycle
@@ -42,6 +43,9 @@ class _Batch:
         self.r_norm = [None] * size  # each sample's cycle-start residual norm (host)
         self.rotated = [Rotated.empty() for _ in range(size)]
         self.solo = [_State(None, None, None, None, 0, Rotated.empty(), (), t, False) for t in tols]
+        # Samples whose cycle ended: their new iterate's residual is recomputed in the next
+        # step's batched product (their slot in it), not in a product of its own.
+        self.verifying = [False] * size
 
 
 class BatchedGMRES:
@@ -61,7 +65,9 @@ class BatchedGMRES:
         cycle = self.solver._cycle(_SampleSize(n))
         # Zeros, not empty: a sample's rows past its position enter every product.
         basis = xp.zeros((batch, cycle, n), dtype=b.dtype, device=a.device)
-        return _Batch(x, r, basis, tols)
+        state = _Batch(x, r, basis, tols)
+        state.eps = max(float(xp.finfo(b.dtype).eps), product_eps(a))  # the rounding floor's
+        return state
 
     # ------------------------------------------------------------------ a step
     def step(self, a, b, state: _Batch, active) -> tuple[_Batch, list]:
@@ -70,19 +76,25 @@ class BatchedGMRES:
         shifted = isinstance(a, IdentityMinus)
         reports = [None] * batch
         live = [bool(f) for f in active]
-        starting = [i for i in range(batch) if live[i] and state.k[i] == 0]
+        checking = [i for i in range(batch) if live[i] and state.verifying[i]]
+        starting = [i for i in range(batch) if live[i] and state.k[i] == 0 and not state.verifying[i]]
         if starting:
             self._start_cycles(xp, state, starting, reports, live)
-        stepping = [i for i in range(batch) if live[i] and reports[i] is None]
-        if not stepping:
+        stepping = [i for i in range(batch) if live[i] and reports[i] is None and not state.verifying[i]]
+        if not stepping and not checking:
             return state, reports
         flat = (batch, -1)
         rows = state.basis[_index(xp, state.basis, np.arange(batch)), _index(xp, state.basis, np.maximum(state.k - 1, 0))]
+        if checking:
+            rows = xp.where(mask_like(xp, state.verifying, rows), xp.reshape(state.x, flat), rows)
         rows = xp.where(mask_like(xp, live, rows), rows, 0.0)  # frozen samples ride along on zeros
         operator = a.op if shifted else a
         w = xp.reshape(operator.mv(xp.reshape(rows, a.in_shape)), flat)
-        filled = int(state.k[stepping].max())
-        w, coefficients, norms, before = _orthogonalise(xp, state.basis[:, :filled, :], w, state.k)
+        extra = self._residuals(a, b, state, w, shifted) if checking else []
+        filled = int(state.k[stepping].max()) if stepping else 1
+        w, coefficients, norms, before, checked = _orthogonalise(xp, state.basis[:, :filled, :], w, state.k, extra)
+        if checking:
+            self._checked(state, checking, checked, reports)
         ends, writes = [], []
         for i in stepping:
             column, scale = _column(coefficients[i][: state.k[i]], norms[i], before[i], shifted)
@@ -133,24 +145,42 @@ class BatchedGMRES:
             state.basis = _set_rows(xp, state.basis, fresh, np.zeros(len(fresh), dtype=np.int64), v0, None)
 
     def _end_cycles(self, a, b, state: _Batch, ends, reports) -> None:
-        """Form the ending samples' iterates, recompute their residuals (one batched
-        product) and start their next cycles."""
+        """Form the ending samples' iterates; their residuals are recomputed in the next
+        step's product (their step's report waits for it), their next cycles start then."""
         xp = a.xp
         state.x = self.solution(a, b, state, only=ends)
-        r, values, eps = residual_norms(a, b, state.x)
-        values = np.reshape(np.asarray(values), (-1, len(state.k)))
-        floors = rounding_floor(eps, values[1:])
-        restart = [False] * len(state.k)
         for i in ends:
             solo = state.solo[i]._replace(rotated=state.rotated[i], size=int(state.k[i]))
             sigma, settled, updates = _with_cycle(solo)
             state.solo[i] = solo._replace(sigma_min=sigma, settled=settled, updates=updates, rotated=Rotated.empty())
-            state.r_norm[i], state.k[i], state.rotated[i] = float(values[0, i]), 0, Rotated.empty()
-            restart[i] = True
-            reports[i] = StepReport(float(values[0, i]), verified=True, floor=float(floors[i]))
-        state.r = r
+            state.k[i], state.rotated[i], state.verifying[i] = 0, Rotated.empty(), True
         # The restarted samples' old rows must not enter their next cycle's products.
-        state.basis = _zero_samples(xp, state.basis, [i for i in range(len(restart)) if restart[i]])
+        state.basis = _zero_samples(xp, state.basis, ends)
+
+    def _residuals(self, a, b, state: _Batch, w, shifted):
+        """``r = b - A x`` of every sample from this step's product (``M x`` or ``A x`` in the
+        verifying samples' slots), kept for their next cycles; their norms (``r``, ``b``,
+        ``A x``, ``x``: the rounding floor's) to move with the step's transfer."""
+        xp = a.xp
+        flat = (len(state.k), -1)
+        x, b_flat = xp.reshape(state.x, flat), xp.reshape(b, flat)
+        ax = x - w if shifted else w
+        r = b_flat - ax
+        kept = xp.where(mask_like(xp, state.verifying, r), r, xp.reshape(state.r, flat))
+        state.r = xp.reshape(kept, a.in_shape)
+        norms = [xp.linalg.vector_norm(v, axis=1) for v in (r, b_flat, ax)]
+        if shifted:
+            norms.append(xp.linalg.vector_norm(x, axis=1))
+        return norms
+
+    def _checked(self, state: _Batch, checking, values, reports) -> None:
+        """The verifying samples' recomputed residuals: their steps' reports."""
+        eps = state.eps
+        for i in checking:
+            residual = float(values[0][i])
+            floor = rounding_floor(eps, [float(v[i]) for v in values[1:]])
+            state.r_norm[i], state.verifying[i] = residual, False
+            reports[i] = StepReport(residual, verified=True, floor=floor)
 
     # ------------------------------------------------------------------ iterates
     def solution(self, a, b, state: _Batch, only=None):
@@ -170,6 +200,10 @@ class BatchedGMRES:
         step = xp.reshape(y @ state.basis[:, :depth, :], a.in_shape)
         return state.x + step
 
+    def waiting(self, state: _Batch, i: int) -> bool:
+        """Whether sample ``i``'s last step still waits for its recomputed residual."""
+        return state.verifying[i]
+
     def sample_state(self, state: _Batch, i: int) -> _State:
         """Sample ``i`` as the unbatched solver's state (for its ``finish``)."""
         solo = state.solo[i]
@@ -188,18 +222,21 @@ def _index(xp, like, values):
     return xp.asarray(values, device=_backend.device_of(like))
 
 
-def _orthogonalise(xp, basis, w, positions):
+def _orthogonalise(xp, basis, w, positions, extra=()):
     """Classical Gram-Schmidt of each sample's ``w_i`` against its rows of ``basis``
     (``(B, k, n)``; rows past a sample's position are zero), with DGKS's second pass for
     the samples whose first cancelled. Returns ``w``, the coefficients (host, one array a
-    sample), ``||w_i||`` after and before (host lists)."""
+    sample), ``||w_i||`` after and before (host lists), and ``extra`` (``(B,)`` device
+    arrays) moved to the host in the same transfer (host arrays)."""
     batch = w.shape[0]
     w_sq = xp.sum(w * w, axis=1)
     h = xp.reshape(basis @ xp.reshape(w, (batch, -1, 1)), (batch, -1))
     w = w - xp.reshape(xp.reshape(h, (batch, 1, -1)) @ basis, (batch, -1))
-    values = np.reshape(np.asarray(_backend.to_host(xp, h, w_sq)), (-1,))
+    values = np.reshape(np.asarray(_backend.to_host(xp, h, w_sq, *extra)), (-1,))
     width = basis.shape[1]
     coefficients = np.reshape(values[: batch * width], (batch, width))
+    extra = np.reshape(values[batch * (width + 1):], (len(extra), batch))
+    values = values[: batch * (width + 1)]
     before_sq = values[batch * width:]
     before = [math.sqrt(v) if v >= 0 else math.nan for v in before_sq]
     norms = [math.sqrt(max(v - float(c[: positions[i]] @ c[: positions[i]]), 0.0))
@@ -215,7 +252,7 @@ def _orthogonalise(xp, basis, w, positions):
             if again[i]:
                 coefficients[i] = coefficients[i] + second[i]
                 norms[i] = float(after[i])
-    return w, coefficients, norms, before
+    return w, coefficients, norms, before, extra
 
 
 def _set_rows(xp, basis, samples, rows, values, scales):
