@@ -84,13 +84,18 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
         if z:
             run.runs[i].status = Status.CONVERGED
         elif run.runs[i].status is None:
-            run.runs[i].status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
+            run.runs[i].status = _unfinished_status(solver)
     results, x = _conclude_samples(run, eps, b_norms, zero)
     results = [unscale_result(r, k, xp) for r in results]
     x = x if k == 0 else scale_array(xp, x, k)
     if axis != 0:
         x = xp.moveaxis(x, 0, axis)
     return combine(results, x, solver, counter, axis, math.ldexp(math.sqrt(math.fsum(v * v for v in b_norms)), k))
+
+
+def _unfinished_status(solver) -> Status:
+    """The status of a sample still stepping when the steps ran out."""
+    return Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 
 
 # --------------------------------------------------------------------- eager
@@ -274,7 +279,8 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
         r.best_x = x_i if failed[i] else None
         if r.checked is not None:
             r.checked = (x_i, *r.checked)
-        results.append(conclude(solver, view, b[i], r, run.settings[i], eps, b_norms[i], x_norm=x_norms[i]))
+        b_i = None if b is None else b[i]  # None: a forward fixed point
+        results.append(conclude(solver, view, b_i, r, run.settings[i], eps, b_norms[i], x_norm=x_norms[i]))
     return results, x
 
 
