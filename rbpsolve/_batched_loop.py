@@ -93,11 +93,6 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None) -> Result:
     return combine(results, x, solver, counter, axis, math.ldexp(math.sqrt(math.fsum(v * v for v in b_norms)), k))
 
 
-def _unfinished_status(solver) -> Status:
-    """The status of a sample still stepping when the steps ran out."""
-    return Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
-
-
 # --------------------------------------------------------------------- eager
 def _run_eager(run: _Batch, callback) -> None:
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
@@ -201,6 +196,11 @@ def _retire(run: _Batch) -> None:
 
 def _indices(flags):
     return [i for i, f in enumerate(flags) if f]
+
+
+def _unfinished_status(solver) -> Status:
+    """The status of a sample still stepping when the steps ran out."""
+    return Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 
 
 # --------------------------------------------------------------------- deferred

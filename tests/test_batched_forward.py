@@ -331,7 +331,7 @@ def test_bad_batch_axis_is_named(bad, error, words):
 
 def test_a_fallback_chain_does_not_take_batch_axis_yet():
     chain = rbpsolve.Fallback(rbpsolve.Picard(), rbpsolve.Anderson())
-    with pytest.raises(NotImplementedError, match="Fallback chain does not take batch_axis"):
+    with pytest.raises(NotImplementedError, match="Fallback chain of forward solvers does not take batch_axis"):
         rbpsolve.fixed_point(np.tanh, np.zeros((2, N)), chain, batch_axis=0)
 
 
