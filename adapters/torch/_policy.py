@@ -91,12 +91,24 @@ def check_batched_solver(solver, axis):
     """
     if axis is None:
         return
-    like = np.zeros((1, 1))
-    J = rbpsolve.JacobianOperator(lambda u: u, lambda v: v, like=like)
-    try:
-        rbpsolve.solve_adjoint(J, like, solver, batch_axis=0, throw=False)
-    except NotImplementedError as err:
+    # Whether the core batches a solver depends on its kind (and a chain's members'), not
+    # on its settings: one probe a kind (about a millisecond) serves every later call.
+    members = solver.solvers if isinstance(solver, rbpsolve.Fallback) else (solver,)
+    key = (isinstance(solver, rbpsolve.Fallback), tuple(type(s) for s in members))
+    if key not in _REFUSED:
+        like = np.zeros((1, 1))
+        J = rbpsolve.JacobianOperator(lambda u: u, lambda v: v, like=like)
+        try:
+            rbpsolve.solve_adjoint(J, like, solver, batch_axis=0, throw=False)
+            _REFUSED[key] = None
+        except NotImplementedError as err:
+            _REFUSED[key] = err
+    err = _REFUSED[key]
+    if err is not None:
         raise _refusal(axis, "backward", err) from err
+
+
+_REFUSED: dict = {}  # the probe's answer a kind of backward solver: None, or the core's error
 
 
 def batched_call(call, axis, which):
