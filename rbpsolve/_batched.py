@@ -15,6 +15,7 @@ from . import _backend
 from ._algebra import IdentityMinus, Wrapped
 from ._forward._base import Map
 from ._operator import Operator
+from ._protocol import SampleValues
 from ._space import _Space
 
 __all__ = ["per_sample", "SampleView", "merge", "sample_state", "split_reports", "mask_like"]
@@ -142,12 +143,15 @@ def merge(xp, mask, new, old, batch: int):
 
     Fields that are arrays with the batch on axis 0 (vectors and per-sample scalars) are
     chosen per sample; anything else (host values, shared by every sample) comes from
-    ``new``. Tuples inside the state are merged the same way. A field whose shape changed
-    in the step (a history that grows while it fills, such as Anderson's differences and
-    Gram matrix) has no old value of its shape: the samples not taken get zeros there. A
-    stopped sample's state is only read for its iterate, which keeps its shape.
+    ``new``, as do :class:`SampleValues` (host values that a step does not change). Tuples
+    inside the state are merged the same way. A field whose shape changed in the step (a
+    history that grows while it fills, such as Anderson's differences and Gram matrix) has
+    no old value of its shape: the samples not taken get zeros there. A stopped sample's
+    state is only read for its iterate, which keeps its shape.
     """
     def pick(n, o):
+        if type(n) is SampleValues:
+            return n
         if isinstance(n, tuple) and not hasattr(n, "shape"):
             if o is not None and len(o) != len(n):
                 o = None
@@ -165,8 +169,11 @@ def merge(xp, mask, new, old, batch: int):
 
 def sample_state(state, index: int, sample_ndim: int, sample_size: int):
     """Sample ``index`` of a batched state, as an unbatched solver's state looks: its
-    vectors without the batch axis and its per-sample scalars as 0-d arrays."""
+    vectors without the batch axis, its per-sample scalars as 0-d arrays and its
+    :class:`SampleValues` as that sample's entry."""
     def pick(v):
+        if type(v) is SampleValues:
+            return v[index]
         if isinstance(v, tuple) and not hasattr(v, "shape"):
             parts = [pick(p) for p in v]
             return type(v)(*parts) if hasattr(v, "_fields") else tuple(parts)
@@ -187,7 +194,8 @@ def split_reports(xp, reports: list, batch: int) -> list:
     sample), in one transfer for them all.
 
     A device field carries one value a sample (shape ``(B, 1, ..., 1)``); a Python value
-    (a flag, a setting) is the same for every sample.
+    (a flag, a setting) is the same for every sample, but for :class:`SampleValues` (a
+    ``done`` one a sample), which holds each sample's own.
     """
     rows = [[r.residual, r.breakdown, r.least_squares, r.scale, *r.records] for r in reports]
     device = [f for fields in rows for f in fields if hasattr(f, "shape")]
@@ -204,11 +212,23 @@ def split_reports(xp, reports: list, batch: int) -> list:
             else:  # a 0-d value: the same for every sample
                 columns.append([flat[at]] * batch)
                 at += 1
+        # One report a sample, built field by field (``_replace`` would cost several times
+        # more, and this runs batch times a step).
+        make, template = type(report)._make, list(report)
+        fields = type(report)._fields
+        slots = [fields.index(name) for name in ("residual", "breakdown", "least_squares", "scale")]
+        records_slot, done_slot = fields.index("records"), fields.index("done")
+        each = type(report.done) is SampleValues  # one done flag a sample (RandomizedNeumann)
+        residuals, breakdowns, squares, scales = columns[:4]
+        record_columns = columns[4:]
         samples = []
         for i in range(batch):
-            residual, breakdown, least_squares, scale, *records = (c[i] for c in columns)
-            samples.append(report._replace(
-                residual=residual, breakdown=bool(breakdown), least_squares=bool(least_squares),
-                scale=scale, records=tuple(records)))
+            values = template.copy()
+            values[slots[0]], values[slots[1]] = residuals[i], bool(breakdowns[i])
+            values[slots[2]], values[slots[3]] = bool(squares[i]), scales[i]
+            values[records_slot] = tuple(c[i] for c in record_columns)
+            if each:
+                values[done_slot] = bool(report.done[i])
+            samples.append(make(values))
         out.append(samples)
     return out

@@ -8,8 +8,9 @@ from ._result import Result, SolveError
 __all__ = ["check_batch", "run_batched", "BATCHED_SOLVERS"]
 
 # The solvers whose steps run per sample (their scalars reduce per sample through the
-# batched namespace). RandomizedNeumann follows.
-BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES", "Picard", "Anderson")
+# batched namespace; RandomizedNeumann draws one depth a sample; GMRES has its own batched
+# implementation, each sample its own Krylov space; Picard and Anderson are forward solvers).
+BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "RandomizedNeumann", "GMRES", "Picard", "Anderson")
 
 
 def check_batch(solver, A, batch_axis, *, array: str = "b") -> int:

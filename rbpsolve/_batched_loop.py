@@ -11,8 +11,11 @@ the products it still rides along in cannot spread NaNs.
 
 Host transfers: one a step (every sample's scalars together) for a run with a tolerance,
 none for a fixed budget until its end (then as the unbatched deferred run: reads at steps
-64, 128, 256, ... of longer budgets). A step in which some samples claim the tolerance on
-a recurrence's residual spends one more batched product to verify them.
+64, 128, 256, ... of longer budgets). A fixed budget may end per sample (a per-sample
+``StepReport.done``, known on the host: RandomizedNeumann's depths); a sample whose
+budget ended, or that a read decided, is frozen there, as its solo run stops there. A
+step in which some samples claim the tolerance on a recurrence's residual spends one
+more batched product to verify them.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import math
 import numpy as np
 
 from . import _backend
-from ._batched import merge, per_sample, sample_state, sample_view, split_reports
-from ._loop import conclude
+from ._batched import mask_like, merge, per_sample, sample_state, sample_view, split_reports
+from ._loop import conclude, judged_status
 from ._precision import default_rtol, product_eps
+from ._protocol import SampleValues
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
 from ._space import ProductCounter
@@ -52,6 +56,7 @@ class _Batch:
     native: object = None  # a solver's own batched implementation (GMRES), if it has one
     state: object = None
     best_x: object = None  # each sample's best iterate (device), for failures
+    ends: list = None  # deferred runs: the step after which each sample stopped (None: the last)
 
 
 def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Result:
@@ -275,28 +280,52 @@ def _indices(flags):
 def _run_deferred(run: _Batch, callback=None) -> None:
     """A fixed budget: no transfer before its end (or before steps 64, 128, ...); each
     sample's best iterate kept on the device, and every sample decided afterwards as the
-    unbatched deferred run decides."""
+    unbatched deferred run decides.
+
+    A sample stops where its solo run would have stopped: at the step whose per-sample
+    ``done`` says so (RandomizedNeumann's own depth, a host value), or at a checkpoint
+    that decided it. It is then frozen (later steps' values for it are dropped, and so
+    are their reports), while the others go on.
+    """
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
     best_r, raw, read_up_to = None, [], 0
     state = run.state
+    stepping = [True] * run.size  # host: the samples whose steps still count
+    run.ends = [None] * run.size  # the step each frozen sample stopped after
     for step in range(1, solver.max_steps + 1):
         previous = state
         state, report = solver.step(a, b, state)
+        frozen = not all(stepping)
+        if frozen:
+            state = merge(xp, stepping, state, previous, run.size)
         raw.append(report)
         holder = previous if solver.residual_lags else state
         r = report.residual
         better = (r == r) if best_r is None else (r < best_r)
+        if frozen:
+            better = xp.logical_and(better, mask_like(xp, stepping, better))
         best_r = r if best_r is None else _backend.minimum(xp, best_r, r)
         run.best_x = xp.where(better, solver.solution(a, b, holder), run.best_x)
-        if report.done:
+        if type(report.done) is SampleValues:
+            _stop(run, stepping, [i for i, d in enumerate(report.done) if d], step)
+            if not any(stepping[i] for i in _indices(run.active)):
+                break
+        elif report.done:
             break
         if step >= FIRST_CHECKPOINT and step & (step - 1) == 0:
             _replay_all(run, raw[read_up_to:], read_up_to)
             read_up_to = len(raw)
-            if all(r.status is not None for r, active in zip(run.runs, run.active) if active):
+            _stop(run, stepping, [i for i, r in enumerate(run.runs) if r.status is not None], step)
+            if not any(stepping[i] for i in _indices(run.active)):
                 break
     run.state = state
     _replay_all(run, raw[read_up_to:], read_up_to)
+
+
+def _stop(run: _Batch, stepping: list, samples, step: int) -> None:
+    for i in samples:
+        if stepping[i]:
+            stepping[i], run.ends[i] = False, step
 
 
 def _replay_all(run: _Batch, raw: list, offset: int) -> None:
@@ -304,7 +333,9 @@ def _replay_all(run: _Batch, raw: list, offset: int) -> None:
         return
     split = split_reports(run.a.xp, raw, run.size)  # one transfer for them all
     for i in _indices(run.active):
-        _replay(run.solver, run.runs[i], [reports[i] for reports in split], offset, run.settings[i])
+        # A frozen sample's reports end at its last step (a solo run took no more).
+        taken = len(split) if run.ends[i] is None else max(0, run.ends[i] - offset)
+        _replay(run.solver, run.runs[i], [reports[i] for reports in split[:taken]], offset, run.settings[i])
 
 
 # --------------------------------------------------------------------- the end
@@ -320,6 +351,15 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
     """Each sample's Result (host figures; its ``x`` a view) and the batch's iterate."""
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
     native = run.native
+    sample_ndim = len(a.in_shape) - 1
+    sample_size = math.prod(a.in_shape[1:])
+    for i in _indices([not z for z in zero]):
+        r = run.runs[i]
+        r.state = native.sample_state(run.state, i) if native else sample_state(run.state, i, sample_ndim,
+                                                                                  sample_size)
+        # A fixed budget whose series was not converging fails here, before the iterate
+        # is chosen: it hands back its best one, as alone.
+        r.status = judged_status(solver, r, eps)[0]
     # A native batched solver keeps a failed sample's last good state itself.
     failed = [r.status not in _KEEPS_LAST and not z and native is None for r, z in zip(run.runs, zero)]
     x = (native or solver).solution(a, b, run.state)
@@ -339,8 +379,6 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
                 run.runs[i].checked = (trues[i], floors[i])
     x_norms = _backend.to_host(xp, _backend.norm(xp, x))
     view = sample_view(a)
-    sample_ndim = len(a.in_shape) - 1
-    sample_size = math.prod(a.in_shape[1:])
     results = []
     for i, r in enumerate(run.runs):
         x_i = x[i]
@@ -348,7 +386,6 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
             results.append(Result(x_i, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver,
                                   residual_kind="verified", error_estimate=0.0, estimate_reliable=True))
             continue
-        r.state = native.sample_state(run.state, i) if native else sample_state(run.state, i, sample_ndim, sample_size)
         r.best_x = x_i if failed[i] else None
         if r.checked is not None:
             r.checked = (x_i, *r.checked)

@@ -36,6 +36,10 @@ def combine(results: list, x, solver, counter, axis: int, b_norm: float) -> Resu
     kinds = {r.residual_kind for r in results if r.num_steps or r.residual_kind != "verified"}
     kind = kinds.pop() if len(kinds) == 1 else ("verified" if not kinds else "per sample")
     info = {"batch_size": len(results), "batch_axis": axis, "sample_results": tuple(results)}
+    for key in getattr(solver, "sample_info", ()):
+        # A solver's per-sample figures (RandomizedNeumann's depths): one entry a sample,
+        # None where a sample has none (b_i = 0, solved in no step).
+        info[key] = np.array([r.info.get(key) for r in results])
     return Result(
         x=x,
         status=status,

@@ -120,12 +120,10 @@ def conclude(solver, a, b, run, s, eps, b_norm, x_norm=None) -> Result:
     ``a``, ``b`` and the run (and ``x_norm``, read for all samples at once)."""
     xp = a.xp
     linear = s.linear
-    status, history = run.status, run.history
+    history = run.history
     verify = s.verify
 
-    series_norms = _series_norms(solver, run.state, history)
-    if status is Status.BUDGET_SPENT and _diverging_series(solver, series_norms, eps):
-        status = Status.DIVERGED
+    status, series_norms = judged_status(solver, run, eps)
 
     # Failures hand back the best iterate seen, not the one that blew up.
     failed = status not in (Status.CONVERGED, Status.BUDGET_SPENT, Status.MAX_STEPS,
@@ -199,6 +197,16 @@ def conclude(solver, a, b, run, s, eps, b_norm, x_norm=None) -> Result:
         error_estimate=estimate,
         estimate_reliable=reliable,
     )
+
+
+def judged_status(solver, run, eps) -> tuple:
+    """``(status, series_norms)``: the run's status with a series solver's fixed budget
+    judged (``DIVERGED`` where its terms say the series was not converging), and the
+    start and term norms it was judged on (None for the other solvers)."""
+    series_norms = _series_norms(solver, run.state, run.history)
+    if run.status is Status.BUDGET_SPENT and _diverging_series(solver, series_norms, eps):
+        return Status.DIVERGED, series_norms
+    return run.status, series_norms
 
 
 def _estimate(fin, series, residual_norm, status, history, linear, error_bound):

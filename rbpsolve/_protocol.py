@@ -21,7 +21,19 @@ import dataclasses
 import math
 from typing import Any, ClassVar, NamedTuple
 
-__all__ = ["AbstractIterativeSolver", "StepReport", "Trace", "Finish", "check_settings", "check_real"]
+__all__ = ["AbstractIterativeSolver", "StepReport", "SampleValues", "Trace", "Finish", "check_settings", "check_real"]
+
+
+class SampleValues(tuple):
+    """Host values, one a sample of a batched solve (``batch_axis``).
+
+    A state field that differs between samples but lives on the host (RandomizedNeumann's
+    drawn depths), or a step's :attr:`StepReport.done`. The batched loop hands sample
+    ``i`` its own entry (:func:`rbpsolve._batched.sample_state`,
+    :func:`rbpsolve._batched.split_reports`); a plain tuple in a state is a nested state.
+    """
+
+    __slots__ = ()
 
 
 class StepReport(NamedTuple):
@@ -40,9 +52,11 @@ class StepReport(NamedTuple):
     scale : 0-d array, float or None
         The scale of ``rtol`` for this step's test, ``max(rtol * scale, atol)``; None
         (every linear solver) means ``norm(b)``. The forward solvers pass ``norm(F(h_k))``.
-    done : bool
+    done : bool or SampleValues
         The solver has finished its budget early (the random length drawn by
-        RandomizedNeumann); the loop stops with ``Status.BUDGET_SPENT``. A host value.
+        RandomizedNeumann); the loop stops with ``Status.BUDGET_SPENT``. A host value; in
+        a batched solve, one bool a sample (:class:`SampleValues`): a sample that is done
+        stops (frozen) while the others go on.
     verified : bool
         ``residual`` is ``norm(b - A x)`` recomputed for the current solution (GMRES at
         the end of a cycle), so the loop need not verify it again. A host value.
@@ -59,7 +73,7 @@ class StepReport(NamedTuple):
     breakdown: Any = False
     least_squares: Any = False
     scale: Any = None
-    done: bool = False
+    done: Any = False
     verified: bool = False
     floor: float | None = None
     records: tuple = ()

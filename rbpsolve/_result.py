@@ -137,7 +137,9 @@ class Result:
         most any sample took), ``history`` the norm over the batch of each sample's latest
         residual, ``residual_norm``, ``error_bound`` and ``error_estimate`` the root sum of
         squares of the samples' figures; ``num_vjp`` and ``num_jvp`` count batched product
-        calls (one call multiplies every sample). None for an unbatched solve.
+        calls (one call multiplies every sample). ``info`` holds ``batch_size`` and
+        ``batch_axis``, and a solver's per-sample figures as arrays (RandomizedNeumann's
+        ``drawn_steps`` and ``capped``). None for an unbatched solve.
     """
 
     x: Any

@@ -42,7 +42,7 @@ def solve(A, b, solver, *, x0=None, callback: Callable | None = None, throw: boo
         sample; a sample that has stopped is frozen while the others go on; each step
         still makes one batched product. The Result holds per-sample records
         (``sample_status``, ...): see :class:`Result`. Supported by FixedPoint, Neumann,
-        CGNE and LSQR.
+        CGNE, LSQR and RandomizedNeumann (one random depth a sample: see its Notes).
 
     Returns
     -------
