@@ -53,13 +53,6 @@ def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:
         raise NotImplementedError(
             "batched solves in float16/bfloat16 are not supported yet; cast to float32 first"
         )
-    if b is None and isinstance(solver, Fallback):
-        # The batched chain re-solves failing samples by their verified residual b - A x,
-        # which a forward problem does not have.
-        raise NotImplementedError(
-            "a Fallback chain does not take batch_axis in a forward solve yet; run its first solver with "
-            "batch_axis and re-solve the samples whose sample_status is not ok"
-        )
     if b is None:
         result = iterate_forward_batched(solver, A, x0, axis, callback)
     elif isinstance(solver, Fallback):

@@ -125,11 +125,6 @@ def native_batched(solver, deferred: bool):
     return None
 
 
-def _unfinished_status(solver) -> Status:
-    """The status of a sample still stepping when the steps ran out."""
-    return Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
-
-
 # --------------------------------------------------------------------- eager
 def _run_eager(run: _Batch, callback) -> None:
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
@@ -274,6 +269,11 @@ def _retire(run: _Batch) -> None:
 
 def _indices(flags):
     return [i for i, f in enumerate(flags) if f]
+
+
+def _unfinished_status(solver) -> Status:
+    """The status of a sample still stepping when the steps ran out."""
+    return Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
 
 
 # --------------------------------------------------------------------- deferred
