@@ -97,7 +97,7 @@ def fixed_point(
         per-sample records are in ``Diagnostics.forward_samples`` and
         ``backward_samples``. None (default): the whole state is one system, judged by
         one norm. Supported by the solvers the core runs per sample (Picard and Anderson
-        forward; FixedPoint, Neumann, CGNE, LSQR and GMRES backward); others raise
+        forward; FixedPoint, Neumann, RandomizedNeumann, CGNE, LSQR and GMRES backward); others raise
         ``NotImplementedError`` at the call.
 
     Returns
