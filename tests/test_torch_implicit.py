@@ -580,7 +580,7 @@ def test_import_rbpsolve_alone_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("module", ["_jacobian", "_implicit", "_unroll"])
+@pytest.mark.parametrize("module", ["_jacobian", "_implicit", "_layer", "_unroll"])
 def test_adapter_docstring_examples_run(module):
     mod = importlib.import_module(f"rbpsolve.adapters.torch.{module}")
     with warnings.catch_warnings():

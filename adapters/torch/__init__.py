@@ -5,12 +5,17 @@ The only module of rbpsolve that imports torch.
 - :func:`jacobian_operator` -- ``J = df/dh`` as an :class:`rbpsolve.JacobianOperator`
   from one retained graph (VJPs by reverse mode, JVPs by double backward or forward mode).
 - :func:`fixed_point` / :class:`FixedPointLayer` -- ``h* = f(h*)`` found without a graph,
-  differentiated by solving ``(I - J^T) z = dL/dh*`` with any rbpsolve solver.
+  differentiated by solving ``(I - J^T) z = dL/dh*`` with any rbpsolve solver; with
+  ``batch_axis``, one fixed point and one adjoint a sample (a DEQ's batch), and
+  ``on_failure="mask"`` to drop failed samples from the gradient.
 - :func:`unroll` -- the baselines: BPTT, K-step TBPTT and the unbiased randomised
   truncation of Tallec & Ollivier.
 """
 
-from ._implicit import ConvergenceWarning, Diagnostics, FixedPointLayer, fixed_point
+from ._diagnostics import Diagnostics, SampleRecords
+from ._implicit import fixed_point
+from ._layer import FixedPointLayer
+from ._policy import ConvergenceWarning
 from ._jacobian import jacobian_operator
 from ._unroll import RandomTruncation, unroll
 
@@ -19,6 +24,7 @@ __all__ = [
     "fixed_point",
     "FixedPointLayer",
     "Diagnostics",
+    "SampleRecords",
     "ConvergenceWarning",
     "unroll",
     "RandomTruncation",

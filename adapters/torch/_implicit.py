@@ -3,75 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
+import numpy as np
 import torch
 
 import rbpsolve
 from rbpsolve.extending import check_solver_kind
 
+from ._diagnostics import Diagnostics
 from ._jacobian import JVP_MODES, GraphJacobian, _check_state, check_output
+from ._policy import apply, batched_call, check_batch_axis, check_batched_solver, policy
 
-__all__ = ["fixed_point", "Diagnostics", "FixedPointLayer", "ConvergenceWarning"]
-
-
-class ConvergenceWarning(UserWarning):
-    """A forward or backward solve failed and ``on_failure="warn"`` used its best iterate."""
-
-
-@dataclasses.dataclass(eq=False)
-class Diagnostics:
-    """What the solves of one :func:`fixed_point` call did; filled in by ``loss.backward()``.
-
-    Attributes
-    ----------
-    forward : rbpsolve.Result
-        The forward solve: ``history`` is ``||h_{k+1} - h_k||`` per step (Picard; the
-        fixed-point residual for Anderson), the curve of Fig. 1c/3c of Liao et al.;
-        ``info["num_evaluations"]`` counts calls of ``f`` without a graph.
-    backward : rbpsolve.Result or None
-        The adjoint solve ``(I - J^T) z = dL/dh*`` of the last backward pass through this
-        call (None before any); ``num_vjp`` and ``num_jvp`` are its products,
-        ``error_estimate`` an estimate of the adjoint's error (also
-        ``backward_error_estimate``, and in ``repr``) and ``attempts`` the failed solvers
-        of a fallback chain.
-    jvp_mode : str or None
-        How the backward's JVPs were made (``"double_backward"`` or ``"forward"``, after
-        any fallback); None when the backward solver needed none.
-    backward_calls : int
-        How many backward passes went through this call.
-    """
-
-    forward: rbpsolve.Result
-    backward: rbpsolve.Result | None = None
-    jvp_mode: str | None = None
-    backward_calls: int = 0
-
-    @property
-    def forward_history(self) -> tuple:
-        return self.forward.history
-
-    @property
-    def backward_error_estimate(self) -> float | None:
-        """``Result.error_estimate`` of the last backward solve: an estimate of
-        ``||z - z*||`` for the adjoint ``z`` (None before any backward)."""
-        return None if self.backward is None else self.backward.error_estimate
-
-    def __repr__(self) -> str:
-        fwd = self.forward
-        parts = [f"forward={fwd.status.name} in {fwd.num_steps} steps"]
-        bwd = self.backward
-        if bwd is None:
-            parts.append("backward=not run")
-        else:
-            reliable = "" if bwd.estimate_reliable else ", unreliable"
-            residual = "unknown" if bwd.residual_norm is None else f"{bwd.residual_norm:.3g} ({bwd.residual_kind})"
-            estimate = "none" if bwd.error_estimate is None else f"{bwd.error_estimate:.3g}"
-            parts.append(
-                f"backward={bwd.status.name} in {bwd.num_steps} steps, residual {residual}, "
-                f"error estimate {estimate}{reliable}"
-            )
-        return "Diagnostics(" + "; ".join(parts) + ")"
+__all__ = ["fixed_point"]
 
 
 def fixed_point(
@@ -83,6 +26,7 @@ def fixed_point(
     on_failure="raise",
     jvp: str = "double_backward",
     backward_x0=None,
+    batch_axis: int | None = None,
 ):
     r"""The fixed point ``h* = f(h*)`` as a differentiable function of everything ``f`` uses.
 
@@ -104,17 +48,34 @@ def fixed_point(
         (Neumann-RBP with ``K = 20``, equal to TBPTT through 21 steps at a converged state).
         ``rbpsolve.GMRES(rtol=...)`` or ``rbpsolve.LSQR(...)`` for accurate gradients;
         ``rbpsolve.RandomizedNeumann(...)`` for an unbiased estimate.
-    on_failure : "raise", "warn" or rbpsolve.Fallback
-        What a failed solve (status not ok) does:
+    on_failure : "raise", "warn", "mask" or rbpsolve.Fallback
+        What a failed solve (status not ok) does. With ``batch_axis`` a solve has failed
+        when any sample has; messages then name the failing samples
+        (``Result.batch_summary``, e.g. ``"6 converged, 2 diverged: samples 1, 5"``).
 
         - ``"raise"`` (default): raise :class:`rbpsolve.SolveError` carrying the Result,
           from the forward call or from ``loss.backward()``; no gradient of this layer
           reaches any ``.grad``.
         - ``"warn"``: warn (:class:`ConvergenceWarning`) and use the best iterate
           (smallest residual); a non-finite best iterate still raises.
+        - ``"mask"`` (needs ``batch_axis``): drop the failed samples from the gradient
+          and carry on with the others. A sample ``i`` whose forward or backward solve
+          failed gets the adjoint ``z_i = 0``, so its contribution ``z_i^T df_i/dw`` to
+          every ``dL/dw`` is exactly zero, while each other sample's contribution is the
+          one it would have alone; its forward output (the best iterate) is still
+          returned. A warning (:class:`ConvergenceWarning`) names the masked samples,
+          and ``Diagnostics.masked`` holds their indices. The gradient is then that of
+          the loss restricted to the ok samples' paths through this layer (a sample's
+          loss still reaches parameters used outside this layer). A failed sample whose
+          forward output is not finite still raises: its NaNs would reach every
+          sample's loss. Samples already masked in the forward are not solved backward
+          (their ``g_i`` is set to zero, which the solver meets in no step).
         - ``rbpsolve.Fallback(s1, s2, ...)``: try these solvers after ``forward`` (the
           forward solvers among them) or ``backward`` (the linear ones) failed, recording
-          the switch in ``Result.attempts``; raise if the last fails too.
+          the switch in ``Result.attempts``; raise if the last fails too. With
+          ``batch_axis`` the backward chain runs per sample where the core supports it
+          (each member re-solves only the samples still failing); a chain the core cannot
+          run per sample raises ``NotImplementedError`` at the call.
     jvp : {"double_backward", "forward"}
         How JVPs are made when the backward solver needs them (CGNE, LSQR); see
         :func:`jacobian_operator`.
@@ -125,6 +86,19 @@ def fixed_point(
         ``lambda g: torch.rand_like(g)``, the ``z_0 ~ U(0, 1)`` start of the original RBP
         code, Algorithm 1 of Liao et al.). The start matters only to truncated solves: a
         fixed budget of ``FixedPoint`` keeps a ``(J^T)^K z_0`` term in its answer.
+    batch_axis : int, optional
+        The axis of ``h0`` that indexes independent samples (a deep-equilibrium model's
+        batch: ``f`` must not couple samples, which is your assertion, not checked). Each
+        sample ``i`` then has its own fixed point ``h_i* = f(h*)_i`` and its own adjoint
+        system ``(I - J_i^T) z_i = g_i``, with ``J_i = df_i/dh_i`` the sample's block of
+        the block-diagonal Jacobian: its own stopping tests, step counts, divergence and
+        NaN checks (a sample that has converged is frozen while the others go on), while
+        ``f`` and each VJP still run once a step on the whole batch. Both solves'
+        per-sample records are in ``Diagnostics.forward_samples`` and
+        ``backward_samples``. None (default): the whole state is one system, judged by
+        one norm. Supported by the solvers the core runs per sample (Picard and Anderson
+        forward; FixedPoint, Neumann, RandomizedNeumann, CGNE, LSQR and GMRES backward); others raise
+        ``NotImplementedError`` at the call.
 
     Returns
     -------
@@ -151,6 +125,13 @@ def fixed_point(
     ----------
     R. Liao et al., "Reviving and Improving Recurrent Back-Propagation", ICML 2018.
 
+    With ``batch_axis``, one VJP of the whole batch a step computes every sample's
+    ``J_i^T u_i`` at once (the Jacobian is block diagonal), so a batched backward costs
+    what the unbatched one does per step; it differs in stopping each sample at its own
+    tolerance ``||g_i - (I - J_i^T) z_i|| <= rtol ||g_i||`` instead of the batch's
+    ``||g - (I - J^T) z|| <= rtol ||g||``, in which one large sample can hide another's
+    error.
+
     Examples
     --------
     >>> import torch, rbpsolve
@@ -164,23 +145,41 @@ def fixed_point(
     >>> h.square().sum().backward()
     >>> diag.forward.status.name, diag.backward.status.name, lin.weight.grad.shape
     ('CONVERGED', 'CONVERGED', torch.Size([4, 4]))
+
+    The same batch with one fixed point and one adjoint a sample:
+
+    >>> lin.weight.grad = None
+    >>> h, diag = fixed_point(lambda h: torch.tanh(lin(h) + x), torch.zeros(3, 4, dtype=torch.float64),
+    ...                       forward=rbpsolve.Picard(rtol=1e-10), backward=rbpsolve.GMRES(rtol=1e-10),
+    ...                       batch_axis=0)
+    >>> h.square().sum().backward()
+    >>> diag.backward.batch_summary, diag.backward_samples.num_steps.shape
+    ('3 converged', (3,))
     """
     if not callable(f):
         raise TypeError(f"f must be callable, a map h -> f(h); got {type(f).__name__}")
     space = _check_state(h0, "h0")
+    axis = check_batch_axis(batch_axis, h0)
     forward = rbpsolve.Picard() if forward is None else forward
     backward = rbpsolve.Neumann() if backward is None else backward
     _check_solvers(forward, backward)
-    policy, forward_chain, backward_chain = _policy(on_failure, forward, backward)
+    rule, forward_chain, backward_chain = policy(on_failure, forward, backward, axis)
     if jvp not in JVP_MODES:
         raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")
     if backward_x0 is not None and not callable(backward_x0):
         _check_start(backward_x0, h0, "backward_x0")
+    # Before the forward solve: a backward that cannot run per sample would otherwise
+    # fail only at loss.backward(), after the forward's work.
+    check_batched_solver(backward_chain, axis)
 
+    batch = {} if axis is None else {"batch_axis": axis}
     with torch.no_grad():
-        result = rbpsolve.fixed_point(f, h0.detach(), forward_chain, throw=False)
-    _apply(policy, result, "forward", stacklevel=3)
-    diagnostics = Diagnostics(forward=result)
+        result = batched_call(
+            lambda: rbpsolve.fixed_point(f, h0.detach(), forward_chain, throw=False, **batch), axis, "forward"
+        )
+    masked = apply(rule, result, "forward", stacklevel=3, axis=axis)
+    diagnostics = Diagnostics(forward=result, batch_axis=axis,
+                              masked=np.array(masked, dtype=np.int64) if rule == "mask" else None)
     h = result.x
     if not torch.is_grad_enabled():
         return h, diagnostics
@@ -190,7 +189,7 @@ def fixed_point(
     check_output(out, space, "h0")
     if not out.requires_grad:
         return out, diagnostics
-    spec = _Spec(f, backward_chain, policy, jvp, diagnostics, backward_x0)
+    spec = _Spec(f, backward_chain, rule, jvp, diagnostics, backward_x0, axis, masked)
     return _Implicit.apply(out, leaf, spec), diagnostics
 
 
@@ -202,6 +201,8 @@ class _Spec:
     jvp: str
     diagnostics: Diagnostics
     x0: object = None
+    axis: int | None = None
+    forward_masked: tuple = ()  # samples the "mask" policy dropped in the forward
 
 
 class _Implicit(torch.autograd.Function):
@@ -224,18 +225,44 @@ class _Implicit(torch.autograd.Function):
         spec = ctx.spec
         graph = GraphJacobian(out, leaf, spec.f, spec.jvp)
         J = graph.operator()
+        axis = spec.axis
+        batch = {} if axis is None else {"batch_axis": axis}
         with torch.no_grad():
             g = grad.detach()
             x0 = spec.x0
             if callable(x0):
                 x0 = x0(g)
                 _check_start(x0, g, "backward_x0(g)")
-            result = rbpsolve.solve_adjoint(J, g, spec.solver, x0=x0, throw=False)
-        spec.diagnostics.backward = result
-        spec.diagnostics.backward_calls += 1
-        spec.diagnostics.jvp_mode = graph.mode if result.num_jvp else None
-        _apply(spec.policy, result, "backward", stacklevel=2)
-        return result.x, None, None
+            if spec.forward_masked:
+                # Their z is zeroed below whatever the solve finds; with g_i = 0 the
+                # solver counts them solved before its first step.
+                g = _zero_samples(g, spec.forward_masked, axis)
+            result = batched_call(
+                lambda: rbpsolve.solve_adjoint(J, g, spec.solver, x0=x0, throw=False, **batch), axis, "backward"
+            )
+        diagnostics = spec.diagnostics
+        diagnostics.backward = result
+        diagnostics.backward_calls += 1
+        diagnostics.jvp_mode = graph.mode if result.num_jvp else None
+        failed = apply(spec.policy, result, "backward", stacklevel=2, axis=axis)
+        z = result.x
+        if spec.policy == "mask":
+            dropped = sorted(set(spec.forward_masked) | set(failed))
+            diagnostics.masked = np.array(dropped, dtype=np.int64)
+            if dropped:
+                # z_i = 0 removes sample i's term z_i^T df_i/dw from every parameter's
+                # gradient (where, not a product: a diverged z_i may hold inf or NaN).
+                z = _zero_samples(z, dropped, axis)
+        return z, None, None
+
+
+def _zero_samples(x, samples, axis):
+    """``x`` with the given samples (indices along ``axis``) set to zero."""
+    keep = torch.ones(x.shape[axis], dtype=torch.bool, device=x.device)
+    keep[list(samples)] = False
+    shape = [1] * x.dim()
+    shape[axis] = x.shape[axis]
+    return torch.where(keep.reshape(shape), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _check_start_kind(x0, name):
@@ -260,108 +287,3 @@ def _check_solvers(forward, backward):
         backward, "linear", argument="backward=", example="rbpsolve.Neumann(max_steps=20) or rbpsolve.GMRES()",
         other="forward=",
     )
-
-
-def _chain(first, extra):
-    solvers = first.solvers if isinstance(first, rbpsolve.Fallback) else (first,)
-    return first if not extra else rbpsolve.Fallback(*solvers, *extra)
-
-
-def _policy(on_failure, forward, backward):
-    if isinstance(on_failure, rbpsolve.Fallback):
-        fwd = tuple(s for s in on_failure.solvers if isinstance(s, rbpsolve.AbstractForwardSolver))
-        bwd = tuple(s for s in on_failure.solvers if isinstance(s, rbpsolve.AbstractSolver))
-        return "raise", _chain(forward, fwd), _chain(backward, bwd)
-    if on_failure in ("raise", "warn"):
-        return on_failure, forward, backward
-    raise ValueError(
-        f"on_failure must be 'raise', 'warn' or an rbpsolve.Fallback of solvers to try next; got {on_failure!r}"
-    )
-
-
-def _apply(policy, result, which, stacklevel):
-    if result.ok:
-        return
-    finite = bool(torch.isfinite(result.x).all())
-    if policy == "warn" and finite:
-        warnings.warn(
-            f"rbpsolve: the {which} solve ended {result.status.name} after {result.num_steps} steps; "
-            f"using its best iterate. {result.status.value}",
-            ConvergenceWarning,
-            stacklevel=stacklevel + 1,
-        )
-        return
-    raise rbpsolve.SolveError(result)
-
-
-class FixedPointLayer(torch.nn.Module):
-    """A module whose output is the fixed point ``h* = cell(h*, *inputs)``.
-
-    Parameters
-    ----------
-    cell : torch.nn.Module
-        ``cell(h, *inputs)`` returns the next state; its parameters are this module's.
-    forward, backward, on_failure, jvp
-        As in :func:`fixed_point`.
-    backward_x0 : callable or torch.Tensor, optional
-        Start of the backward solve, as in :func:`fixed_point`; a callable ``g -> z0``
-        suits a layer whose batch size changes from call to call (e.g. the original
-        RBP's ``lambda g: torch.rand_like(g)``).
-
-    Attributes
-    ----------
-    diagnostics : Diagnostics or None
-        Those of the last call (the backward Result appears after ``loss.backward()``).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from rbpsolve.adapters.torch import FixedPointLayer
-    >>> class Cell(torch.nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.lin = torch.nn.Linear(8, 8)
-    ...     def forward(self, h, x):
-    ...         return torch.tanh(0.5 * self.lin(h) + x)
-    >>> layer = FixedPointLayer(Cell())
-    >>> h = layer(torch.zeros(2, 8), torch.randn(2, 8))
-    >>> h.sum().backward()
-    >>> layer.diagnostics.backward.num_vjp
-    20
-    """
-
-    def __init__(self, cell, *, forward=None, backward=None, on_failure="raise", jvp="double_backward",
-                 backward_x0=None):
-        super().__init__()
-        if not callable(cell):
-            raise TypeError(f"cell must be a module (or callable) cell(h, *inputs); got {type(cell).__name__}")
-        if backward_x0 is not None and not callable(backward_x0):
-            _check_start_kind(backward_x0, "backward_x0")  # its shape is checked against h0 at each call
-        forward = rbpsolve.Picard() if forward is None else forward
-        backward = rbpsolve.Neumann() if backward is None else backward
-        _check_solvers(forward, backward)
-        _policy(on_failure, forward, backward)
-        if jvp not in JVP_MODES:
-            raise ValueError(f"jvp must be one of {JVP_MODES}; got {jvp!r}")
-        self.cell = cell
-        self.forward_solver = forward
-        self.backward_solver = backward
-        self.on_failure = on_failure
-        self.jvp = jvp
-        self.backward_x0 = backward_x0
-        self.diagnostics: Diagnostics | None = None
-
-    def forward(self, h0, *inputs):
-        h, self.diagnostics = fixed_point(
-            lambda h: self.cell(h, *inputs),
-            h0,
-            forward=self.forward_solver,
-            backward=self.backward_solver,
-            on_failure=self.on_failure,
-            jvp=self.jvp,
-            backward_x0=self.backward_x0,
-        )
-        return h
-
-    def extra_repr(self) -> str:
-        return f"forward={self.forward_solver!r}, backward={self.backward_solver!r}, on_failure={self.on_failure!r}"
