@@ -286,15 +286,49 @@ def time_ratios(entry) -> list:
 
 
 # ------------------------------------------------------------------------------- forward + backward
-def rbpsolve_step(model: DEQBatch, *, counts: dict | None = None):
-    """rbpsolve's forward + backward, wired by hand (timed as one call): the per-sample fixed
-    point ``rbpsolve.fixed_point(f, h0, Anderson(rtol=1e-6, memory=5), batch_axis=0)``, the
-    per-sample adjoint ``solve_adjoint(J, g, GMRES(rtol=1e-6), batch_axis=0)`` at it, and the
-    parameter gradient ``z^T df/d(W, U)``. Returns (h*, z, (dL/dW, dL/dU))."""
+def forward_batch_axis_available() -> bool:
+    """Whether ``rbpsolve.fixed_point`` takes ``batch_axis`` (branch batch-fwd)."""
+    import inspect
+
     import rbpsolve
 
-    fwd = rbpsolve.fixed_point(model.f_nograd, model.h0(),
-                               rbpsolve.Anderson(rtol=RTOL, memory=MEMORY, max_steps=CAP), batch_axis=0, throw=False)
+    return "batch_axis" in inspect.signature(rbpsolve.fixed_point).parameters
+
+
+def _anderson(rtol):
+    import rbpsolve
+
+    return rbpsolve.Anderson(rtol=rtol, memory=MEMORY, max_steps=CAP)
+
+
+def one_vector_forward_rtol(model: DEQBatch, target: float = RTOL, max_halvings: int = 12):
+    """As :func:`one_vector_rtol` for the forward solve: the loosest ``target * 2^(-k/2)``
+    with which one-vector Anderson (the batch as one state) leaves every sample's
+    ``||f(h_i) - h_i|| / ||f(h_i)|| <= target``; returns (rtol, k)."""
+    import rbpsolve
+
+    for k in range(max_halvings + 1):
+        rtol = target * 2.0 ** (-k / 2)
+        h = rbpsolve.fixed_point(model.f_nograd, model.h0(), _anderson(rtol), throw=False).x
+        if float(model.forward_residuals(h).max()) <= target:
+            return rtol, k
+    raise RuntimeError(f"no one-vector forward tolerance down to {rtol:g} met {target:g} for every sample")
+
+
+def rbpsolve_step(model: DEQBatch, *, forward_rtol: float | None = None, counts: dict | None = None):
+    """rbpsolve's forward + backward, wired by hand and timed as one call (no autograd.Function):
+    the fixed point by Anderson (memory 5) from zeros, the per-sample adjoint
+    ``solve_adjoint(J, g, GMRES(rtol=1e-6), batch_axis=0)`` at it, and the parameter
+    gradient ``z^T df/d(W, U)``. The forward is per sample
+    (``fixed_point(..., batch_axis=0)``, rtol 1e-6) where rbpsolve has it; otherwise
+    (``forward_rtol`` given) one-vector Anderson with that tolerance, chosen by
+    :func:`one_vector_forward_rtol`. Returns (h*, z, (dL/dW, dL/dU))."""
+    import rbpsolve
+
+    if forward_rtol is None:
+        fwd = rbpsolve.fixed_point(model.f_nograd, model.h0(), _anderson(RTOL), batch_axis=0, throw=False)
+    else:
+        fwd = rbpsolve.fixed_point(model.f_nograd, model.h0(), _anderson(forward_rtol), throw=False)
     h = fwd.x
     J = model.jacobian(h)
     bwd = rbpsolve.solve_adjoint(J, model.c, rbpsolve.GMRES(rtol=RTOL, restart=RESTART, max_steps=CAP),
@@ -378,36 +412,31 @@ def reference_gradient(model: DEQBatch):
     return model.parameter_gradient(model.h_star, z)
 
 
-def forward_batch_axis_available() -> bool:
-    """Whether ``rbpsolve.fixed_point`` takes ``batch_axis`` (branch batch-fwd)."""
-    import inspect
-
-    import rbpsolve
-
-    return "batch_axis" in inspect.signature(rbpsolve.fixed_point).parameters
-
-
 def measure_forward_backward(model: DEQBatch | None = None, b_solvers=("anderson",), repeats: int = REPEATS,
                              progress=None, sample_seconds: float = SAMPLE_SECONDS) -> dict:
     """rbpsolve's step against torchdeq's (one entry per torchdeq backward solver),
     interleaved rounds in one process. Gradients are checked against each other and against
-    :func:`reference_gradient` before timing. Raises NotImplementedError when torchdeq or
-    the forward ``batch_axis`` is missing."""
+    :func:`reference_gradient` before timing. Raises NotImplementedError when torchdeq is
+    missing. Without ``fixed_point(..., batch_axis=0)`` (branch batch-fwd) rbpsolve's forward
+    is one-vector Anderson with a tightened tolerance (``result["rbpsolve"]["forward_mode"]``)."""
     if importlib.util.find_spec("torchdeq") is None:
         raise NotImplementedError("torchdeq is not installed")
-    if not forward_batch_axis_available():
-        raise NotImplementedError("rbpsolve.fixed_point has no batch_axis yet (branch batch-fwd)")
     model = model or DEQBatch()
+    per_sample = forward_batch_axis_available()
+    forward_rtol, halvings = (None, None) if per_sample else one_vector_forward_rtol(model)
     ref = reference_gradient(model)
     ours_counts = {}
-    h_ours, z_ours, g_ours = rbpsolve_step(model, counts=ours_counts)
+    h_ours, z_ours, g_ours = rbpsolve_step(model, forward_rtol=forward_rtol, counts=ours_counts)
     ours = {
+        "forward_mode": "per_sample" if per_sample else "one_vector",
+        "forward_rtol": RTOL if per_sample else forward_rtol,
+        "forward_halvings": halvings,
         "counts": ours_counts,
         "forward_worst": float(model.forward_residuals(h_ours).max()),
         "backward_worst": float(model.sample_residuals(z_ours, h_ours).max()),
         "gradient_error": gradient_difference(g_ours, ref),
     }
-    fns = {"rbpsolve": lambda: rbpsolve_step(model)}
+    fns = {"rbpsolve": lambda: rbpsolve_step(model, forward_rtol=forward_rtol)}
     out = {"rbpsolve": ours, "peers": {}}
     for b in b_solvers:
         deq = make_torchdeq(b)
