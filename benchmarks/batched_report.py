@@ -49,7 +49,7 @@ from benchmarks.bench_batched import (  # noqa: E402
     measure_forward_backward,
     median,
     peer_ratios,
-    time_ratios,
+    per_sample_ratios,
 )
 from overhead_report import _commit, _LoadWatch, _progress_bar, _versions, spread  # noqa: E402
 
@@ -70,7 +70,7 @@ def backward_table(results) -> list[str]:
             if c["sample_steps"] is not None:
                 s = c["sample_steps"]
                 steps += f" (per sample {int(s.min())}–{int(s.max())}, {len(np.unique(s))} distinct)"
-            ratio = spread(time_ratios(e)) if mode == "per_sample" else "–"
+            ratio = spread(per_sample_ratios(e)) if mode == "per_sample" else "–"
             lines.append(
                 f"| {name} | {mode.replace('_', '-')} | {rtol} | {c['products']} ({c['num_vjp']} + {c['num_jvp']}) "
                 f"| {steps} | {c['worst_residual']:.3g} | {median(e['times'][mode]) * 1e3:.0f} | {ratio} |"

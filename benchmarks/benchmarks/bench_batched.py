@@ -279,7 +279,7 @@ def measure_backward(model: DEQBatch | None = None, solvers=BACKWARD_SOLVERS, re
     return out
 
 
-def time_ratios(entry) -> list:
+def per_sample_ratios(entry) -> list:
     """per-sample time / one-vector time, per round."""
     t = entry["times"]
     return [a / b for a, b in zip(t["per_sample"], t["one_vector"])]
@@ -533,7 +533,7 @@ class BatchedBackward:
     def track_time_ratio(self, cache, solver, mode):
         if mode != "per_sample":
             raise NotImplementedError("the ratio is per-sample / one-vector")
-        return median(time_ratios(self.entry))
+        return median(per_sample_ratios(self.entry))
 
     track_time_ratio.unit = "per-sample time / one-vector time"
 
