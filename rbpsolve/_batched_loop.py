@@ -84,13 +84,13 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
     tols = [max(rtol * v, atol) for v in b_norms]
     run = _Batch(solver, a, b, batch, [Run(None) for _ in range(batch)],
                  [settings(solver, t, rtol, atol, True) for t in tols], [not z for z in zero], axis=axis)
-    run.native = native_batched(solver)
+    deferred = solver.fixed_budget and callback is None
+    run.native = native_batched(solver, deferred)
     if run.native is not None:
         run.state = run.native.init(a, b, x0, tols)
         if any(run.active):
-            _run_native(run, callback)
+            (_run_native_deferred if deferred else _run_native)(run, callback)
     else:
-        deferred = solver.fixed_budget and callback is None
         run.state = solver.init(a, b, x0, min(tols), deferred=deferred)
         run.best_x = solver.solution(a, b, run.state)
         if any(run.active):
@@ -108,13 +108,15 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
     return combine(results, x, solver, counter, axis, math.ldexp(math.sqrt(math.fsum(v * v for v in b_norms)), k))
 
 
-def native_batched(solver):
+def native_batched(solver, deferred: bool):
     """The solver's own batched implementation, where its steps need one (GMRES: each
-    sample at its own place in its own restart cycle), else None."""
+    sample at its own place in its own restart cycle; on a fixed budget, no transfer
+    before a cycle ends), else None."""
     if isinstance(solver, GMRES):
         from ._solvers.gmres_batched import BatchedGMRES
+        from ._solvers.gmres_batched_budget import BudgetGMRES
 
-        return BatchedGMRES(solver)
+        return BudgetGMRES(solver) if deferred else BatchedGMRES(solver)
     return None
 
 
@@ -147,6 +149,17 @@ def _run_native(run: _Batch, callback) -> None:
         _, _, claims = _judge(run, reports, step)
         if _after_step(run, claims, step, callback, lambda: native.solution(a, b, run.state)):
             return
+
+
+def _run_native_deferred(run: _Batch, callback=None) -> None:
+    """A native solver's fixed budget: its steps, then each sample's reports decided as
+    the unbatched deferred run decides them."""
+    native, a, b = run.native, run.a, run.b
+    for _ in range(run.solver.max_steps):
+        run.state, _ = native.step(a, b, run.state, run.active)
+    reports = native.settle(a, b, run.state, run.solver.max_steps, run.active)
+    for i in _indices(run.active):
+        _replay(run.solver, run.runs[i], reports[i], 0, run.settings[i])
 
 
 def _judge(run: _Batch, reports, step: int):
@@ -310,8 +323,11 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
     if any(zero):
         x = merge(xp, [not z for z in zero], x, None, run.size)
     verify = run.settings[0].verify
-    need = [not z and run.runs[i].checked is None for i, z in enumerate(zero)]
-    if verify and any(need):
+    # A sample whose single Gram-Schmidt pass cancelled (a native fixed budget) has its
+    # residual recomputed, as the unbatched solver does.
+    skewed = getattr(run.state, "skewed", None) or [False] * run.size
+    need = [not z and run.runs[i].checked is None and (verify or skewed[i]) for i, z in enumerate(zero)]
+    if any(need):
         _, trues, floors = batched_true_residual(a, b, x)
         for i in _indices(need):
             if math.isfinite(trues[i]):

@@ -204,14 +204,22 @@ def test_the_batch_fields_describe_the_whole_batch():
     np.testing.assert_allclose(result.sample_residual_norm, true, rtol=1e-6, atol=1e-14)
 
 
-def test_a_fixed_budget_moves_nothing_to_the_host_until_its_end():
-    Ws = _blocks([0.3, 0.6, 0.9], seed=10)
-    G = np.random.default_rng(10).standard_normal((3, N))
+@pytest.mark.parametrize("make", [
+    lambda k: rbpsolve.Neumann(max_steps=k),
+    lambda k: rbpsolve.FixedPoint(max_steps=k, rtol=0.0),
+    lambda k: rbpsolve.CGNE(max_steps=k, rtol=0.0),
+    lambda k: rbpsolve.LSQR(max_steps=k, rtol=0.0),
+    lambda k: rbpsolve.GMRES(max_steps=k, rtol=0.0, restart=40),
+], ids=["Neumann", "FixedPoint", "CGNE", "LSQR", "GMRES"])
+def test_a_fixed_budget_moves_nothing_to_the_host_until_its_end(make):
+    Ws = _blocks([0.3, 0.6, 0.9], seed=10, n=120)
+    G = np.random.default_rng(10).standard_normal((3, 120))
     counts = []
     for steps in (10, 20):
         before = _backend.transfer_count()
-        rbpsolve.solve_adjoint(_batched_operator(Ws, G), G, rbpsolve.Neumann(max_steps=steps), batch_axis=0)
+        result = rbpsolve.solve_adjoint(_batched_operator(Ws, G), G, make(steps), batch_axis=0, throw=False)
         counts.append(_backend.transfer_count() - before)
+        assert result.num_steps == steps
     assert counts[0] == counts[1]
 
 
