@@ -325,6 +325,11 @@ def on_device(array, device) -> bool:
     return same_device(device_of(array), device)
 
 
+def is_per_sample(xp) -> bool:
+    """Whether ``xp`` is a batch's :class:`PerSample` namespace (one system a sample)."""
+    return type(xp) is PerSample
+
+
 class PerSample:
     """An array namespace for a batch of independent systems, the batch on axis 0.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import _backend
 from ._algebra import IdentityMinus, Wrapped
+from ._forward._base import Map
 from ._operator import Operator
 from ._space import _Space
 
@@ -39,10 +40,10 @@ class _BatchFirst(Wrapped):
         self.out_space = _moved(op.out_space, axis, xp)
 
     def _to_user(self, x):
-        return x if self.axis == 0 else self.op.xp.moveaxis(x, 0, self.axis)
+        return _to_user(self.op.xp, x, self.axis)
 
     def _to_batch(self, y):
-        return y if self.axis == 0 else self.op.xp.moveaxis(y, self.axis, 0)
+        return _to_batch(self.op.xp, y, self.axis)
 
     def mv(self, x):
         return self._to_batch(self.op.mv(self._to_user(x)))
@@ -54,9 +55,40 @@ class _BatchFirst(Wrapped):
         return _BatchFirst(op, self.axis)
 
 
-def per_sample(a: Operator, axis: int) -> Operator:
-    """``a`` as a batch of systems along ``axis`` (``I - M`` keeps its form, which the series
-    solvers and GMRES recognise)."""
+def _to_user(xp, x, axis: int):
+    """A batch-first array as the user lays the batch out (no copy for axis 0; a view otherwise)."""
+    return x if axis == 0 else xp.moveaxis(x, 0, axis)
+
+
+def _to_batch(xp, y, axis: int):
+    return y if axis == 0 else xp.moveaxis(y, axis, 0)
+
+
+class _BatchFirstMap(Map):
+    """A forward map ``F`` (:class:`~rbpsolve._forward._base.Map`) seen with its batch axis
+    first and per-sample reductions: one fixed point ``h_i* = F(h*)_i`` a sample.
+
+    Each call is one evaluation of the user's ``F`` on the whole batch (counted once, and
+    its output checked, by the wrapped map).
+    """
+
+    def __init__(self, F: Map, axis: int):
+        super().__init__(F, _moved(F.in_space, axis, _backend.PerSample(F.xp, len(F.in_shape))))
+        self.axis = axis
+
+    def with_counter(self, counter):
+        return _BatchFirstMap(self._F.with_counter(counter), self.axis)
+
+    def __call__(self, h):
+        user = self._F.xp
+        return _to_batch(user, self._F(_to_user(user, h, self.axis)), self.axis)
+
+
+def per_sample(a, axis: int):
+    """``a`` (an operator, or a forward map) as a batch of systems along ``axis`` (``I - M``
+    keeps its form, which the series solvers and GMRES recognise)."""
+    if isinstance(a, Map):
+        return _BatchFirstMap(a, axis)
     if isinstance(a, IdentityMinus):
         return IdentityMinus(_BatchFirst(a.op, axis))
     return _BatchFirst(a, axis)
@@ -83,7 +115,15 @@ class SampleView(Wrapped):
         return SampleView(op)
 
 
-def sample_view(a: Operator) -> Operator:
+def _no_evaluations(h):
+    raise RuntimeError("internal: a per-sample view evaluates no map (the batched loop does)")
+
+
+def sample_view(a):
+    if isinstance(a, Map):
+        # One sample's state space, for the host-side conclusions of a forward solve.
+        space = a.in_space
+        return Map(_no_evaluations, _Space(space.shape[1:], space.dtype, space.device, space.xp.xp))
     if isinstance(a, IdentityMinus):
         return IdentityMinus(SampleView(a.op))
     return SampleView(a)
@@ -102,13 +142,20 @@ def merge(xp, mask, new, old, batch: int):
 
     Fields that are arrays with the batch on axis 0 (vectors and per-sample scalars) are
     chosen per sample; anything else (host values, shared by every sample) comes from
-    ``new``. Tuples inside the state are merged the same way.
+    ``new``. Tuples inside the state are merged the same way. A field whose shape changed
+    in the step (a history that grows while it fills, such as Anderson's differences and
+    Gram matrix) has no old value of its shape: the samples not taken get zeros there. A
+    stopped sample's state is only read for its iterate, which keeps its shape.
     """
     def pick(n, o):
         if isinstance(n, tuple) and not hasattr(n, "shape"):
+            if o is not None and len(o) != len(n):
+                o = None
             parts = [pick(a, None if o is None else b) for a, b in zip(n, o if o is not None else [None] * len(n))]
             return type(n)(*parts) if hasattr(n, "_fields") else tuple(parts)
         if getattr(n, "shape", None) and n.shape[0] == batch and n.ndim >= 1:
+            if o is not None and o.shape != n.shape:
+                o = None
             keep = mask_like(xp, mask, n)
             return xp.where(keep, n, o if o is not None else xp.zeros_like(n))
         return n

@@ -8,22 +8,29 @@ from ._result import Result, SolveError
 __all__ = ["check_batch", "run_batched", "BATCHED_SOLVERS"]
 
 # The solvers whose steps run per sample (their scalars reduce per sample through the
-# batched namespace). GMRES, RandomizedNeumann and the forward solvers follow.
-BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES")
+# batched namespace). RandomizedNeumann follows.
+BATCHED_SOLVERS = ("FixedPoint", "Neumann", "CGNE", "LSQR", "GMRES", "Picard", "Anderson")
 
 
-def check_batch(solver, A, batch_axis) -> int:
-    """``batch_axis`` as a non-negative axis of ``A``'s arrays, after checking it and the solver."""
+def check_batch(solver, A, batch_axis, *, array: str = "b") -> int:
+    """``batch_axis`` as a non-negative axis of ``A``'s arrays, after checking it and the solver.
+
+    ``A`` is an operator, or a forward map (:class:`~rbpsolve._forward._base.Map`, which maps
+    a state to a state: square by construction); ``array`` names the user's array whose
+    axis it is (``"b"``, ``"h0"``).
+    """
     if isinstance(batch_axis, bool) or not isinstance(batch_axis, int):
-        raise TypeError(f"batch_axis must be an int (the axis of b that indexes the samples) or None; got {batch_axis!r}")
+        raise TypeError(
+            f"batch_axis must be an int (the axis of {array} that indexes the samples) or None; got {batch_axis!r}"
+        )
     ndim = len(A.in_shape)
-    if A.in_shape != A.out_shape:
+    if A.in_shape != getattr(A, "out_shape", A.in_shape):
         raise ValueError(
             f"batch_axis needs a square operator (one system a sample); this one maps shape {A.in_shape} "
             f"to {A.out_shape}"
         )
     if not -ndim <= batch_axis < ndim:
-        raise ValueError(f"batch_axis={batch_axis} is out of range for arrays of shape {A.in_shape} ({ndim} axes)")
+        raise ValueError(f"batch_axis={batch_axis} is out of range for {array} of shape {A.in_shape} ({ndim} axes)")
     for member in (solver.solvers if isinstance(solver, Fallback) else (solver,)):
         name = type(member).__name__
         if name not in BATCHED_SOLVERS:
@@ -35,6 +42,9 @@ def check_batch(solver, A, batch_axis) -> int:
 
 
 def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:
+    """The batched solve of ``A x = b``, or with ``b = None`` of the fixed points of the map
+    ``A`` from ``x0`` (``fixed_point``)."""
+    from ._batched_forward import iterate_forward_batched
     from ._batched_loop import iterate_batched
 
     xp = A.xp
@@ -46,6 +56,8 @@ def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:
         from ._batched_fallback import run_chain_batched
 
         result = run_chain_batched(solver, A, b, x0, axis, callback)
+    elif b is None:
+        result = iterate_forward_batched(solver, A, x0, axis, callback)
     else:
         result = iterate_batched(solver, A, b, x0, axis, callback)
     if throw and not result.ok:

@@ -99,7 +99,7 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
         if z:
             run.runs[i].status = Status.CONVERGED
         elif run.runs[i].status is None:
-            run.runs[i].status = Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
+            run.runs[i].status = _unfinished_status(solver)
     results, x = _conclude_samples(run, eps, b_norms, zero)
     results = [unscale_result(r, k, xp) for r in results]
     x = x if k == 0 else scale_array(xp, x, k)
@@ -266,6 +266,11 @@ def _indices(flags):
     return [i for i, f in enumerate(flags) if f]
 
 
+def _unfinished_status(solver) -> Status:
+    """The status of a sample still stepping when the steps ran out."""
+    return Status.BUDGET_SPENT if solver.fixed_budget else Status.MAX_STEPS
+
+
 # --------------------------------------------------------------------- deferred
 def _run_deferred(run: _Batch, callback=None) -> None:
     """A fixed budget: no transfer before its end (or before steps 64, 128, ...); each
@@ -347,7 +352,8 @@ def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
         r.best_x = x_i if failed[i] else None
         if r.checked is not None:
             r.checked = (x_i, *r.checked)
-        results.append(conclude(solver, view, b[i], r, run.settings[i], eps, b_norms[i], x_norm=x_norms[i]))
+        b_i = None if b is None else b[i]  # None: a forward fixed point
+        results.append(conclude(solver, view, b_i, r, run.settings[i], eps, b_norms[i], x_norm=x_norms[i]))
     return results, x
 
 

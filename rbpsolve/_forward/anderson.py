@@ -21,8 +21,8 @@ class _State(NamedTuple):
     prev_g: Any
     dX: tuple  # differences of successive iterates, oldest first (at most `memory`)
     dG: tuple  # differences of successive residuals
-    gram: Any  # dG^T dG: on the host in float64, or on the device in a fixed budget
-    deferred: bool = False  # a fixed budget: the small system is solved on the device
+    gram: Any  # dG^T dG: on the host in float64, or on the device (a fixed budget, a batch; (B, m, m))
+    deferred: bool = False  # the small system is solved on the device (a fixed budget, a batch)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,7 +63,10 @@ class Anderson(AbstractForwardSolver):
 
     Each step costs one evaluation of ``F`` and ``2 m + 2`` inner products, read from the
     device in one transfer with the two norms of the stopping test; the small
-    ``m x m`` system is solved on the host in float64. The state holds ``2 m + 2``
+    ``m x m`` system is solved on the host in float64. A fixed budget solves it on the
+    device, in the state's dtype (no transfer before the end); so does a batch
+    (``fixed_point(..., batch_axis=k)``), whose samples each have their own ``gamma_k``:
+    their ``B`` systems are solved in one batched call. The state holds ``2 m + 2``
     arrays of the state's size. ``Result.history`` holds ``norm(F(h_k) - h_k)``, which
     for Picard is the step length ``norm(h_{k+1} - h_k)``; with acceleration the two
     differ.
@@ -105,8 +108,13 @@ class Anderson(AbstractForwardSolver):
                 raise ValueError(f"regularization must be a finite number >= 0; got {lam}")
 
     def init(self, a, b, x0, tol, *, deferred=False):
-        gram = a.xp.zeros((0, 0), dtype=x0.dtype, device=a.device) if deferred else np.zeros((0, 0))
-        return _State(x0, None, None, (), (), gram, deferred)
+        # A batch of fixed points (per-sample reductions) solves its small systems on the
+        # device too, one a sample in one batched call: on the host they would cost a
+        # second transfer a step.
+        batch = x0.shape[:1] if _backend.is_per_sample(a.xp) else ()
+        on_device = deferred or bool(batch)
+        gram = a.xp.zeros(batch + (0, 0), dtype=x0.dtype, device=a.device) if on_device else np.zeros((0, 0))
+        return _State(x0, None, None, (), (), gram, on_device)
 
     def step(self, a, b, state):
         xp = a.xp
@@ -118,7 +126,8 @@ class Anderson(AbstractForwardSolver):
             dX = (dX + (x - state.prev_x,))[-self.memory :]
             dG = (dG + (g - state.prev_g,))[-self.memory :]
             keep = len(dG) - 1  # the old columns still in memory
-            gram = gram[gram.shape[0] - keep :, gram.shape[1] - keep :]
+            gone = gram.shape[-1] - keep
+            gram = gram[..., gone:, gone:]
         m = len(dG)
         if state.deferred:
             return self._device_step(xp, x, f, g, dX, dG, gram, m)
@@ -143,27 +152,40 @@ class Anderson(AbstractForwardSolver):
         return _State(x_new, x, g, dX, dG, gram), StepReport(residual, scale=scale)
 
     def _device_step(self, xp, x, f, g, dX, dG, gram, m):
-        """The step of a fixed budget: the same extrapolation with the small system
-        solved on the device (``xp.linalg.solve``), so that nothing moves to the host.
+        """The step of a fixed budget or a batch: the same extrapolation with the small
+        system solved on the device (``xp.linalg.solve``), so that nothing moves to the host.
         Where that system is unusable (a zero or non-finite Gram matrix, a non-finite
-        solution) the coefficients are zero: a plain mixing step, as on the host."""
+        solution) the coefficients are zero: a plain mixing step, as on the host.
+
+        In a batch (per-sample reductions) every sample has its own ``m x m`` system: the
+        Gram matrices are ``(B, m, m)``, the right-hand sides and coefficients ``(B, m)``,
+        and ``xp.linalg.solve`` solves them all in one call; each sample's test of
+        usability is its own, so that one sample's bad system changes no other's step."""
         beta = float(self.mixing)
         x_new = x + beta * g
         if m:
-            row = xp.stack([_backend.vdot(xp, dG[-1], c) for c in dG])
-            grown = xp.concat([xp.concat([gram, row[: m - 1, None]], axis=1), row[None, :]], axis=0)
-            rhs = xp.stack([_backend.vdot(xp, g, c) for c in dG])
+            # Each inner product as one value a sample: shape (B,) in a batch, () alone.
+            batch = x.shape[:1] if _backend.is_per_sample(xp) else ()
+
+            def scalars(v):
+                return xp.reshape(v, batch)
+
+            row = xp.stack([scalars(_backend.vdot(xp, dG[-1], c)) for c in dG], axis=-1)
+            grown = xp.concat([xp.concat([gram, row[..., : m - 1, None]], axis=-1), row[..., None, :]], axis=-2)
+            rhs = xp.stack([scalars(_backend.vdot(xp, g, c)) for c in dG], axis=-1)
             lam = self.regularization
             if lam is None:
                 lam = math.sqrt(_backend.machine_eps(xp, x.dtype))
-            trace = xp.sum(xp.linalg.diagonal(grown))
-            usable = (trace > 0) & xp.isfinite(trace) & xp.all(xp.isfinite(rhs))
+            trace = xp.sum(xp.linalg.diagonal(grown), axis=-1)
+            usable = (trace > 0) & xp.isfinite(trace) & xp.all(xp.isfinite(rhs), axis=-1)
             eye = xp.eye(m, dtype=x.dtype, device=_backend.device_of(x))
-            system = xp.where(usable, grown + (lam * trace) * eye, eye)
-            gamma = xp.linalg.solve(system, xp.where(usable, rhs, 0.0)[:, None])[:, 0]
-            gamma = xp.where(usable & xp.all(xp.isfinite(gamma)), gamma, 0.0)
+            system = xp.where(usable[..., None, None], grown + (lam * trace)[..., None, None] * eye, eye)
+            gamma = xp.linalg.solve(system, xp.where(usable[..., None], rhs, 0.0)[..., None])[..., 0]
+            gamma = xp.where((usable & xp.all(xp.isfinite(gamma), axis=-1))[..., None], gamma, 0.0)
+            # A sample's coefficient broadcast against its entries: (B, 1, ..., 1).
+            spread = batch + (1,) * (x.ndim - len(batch))
             for i, (dx, dg) in enumerate(zip(dX, dG)):
-                x_new = x_new - gamma[i] * (dx + beta * dg)
+                x_new = x_new - xp.reshape(gamma[..., i], spread) * (dx + beta * dg)
             gram = grown
         state = _State(x_new, x, g, dX, dG, gram, True)
         return state, StepReport(_backend.norm(xp, g), scale=_backend.norm(xp, f))

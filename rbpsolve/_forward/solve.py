@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .._batched_checks import check_batch, run_batched
 from .._checks import check_solver_kind
-from .._fallback import run
+from .._fallback import Fallback, run
 from .._space import _Space
 from .._result import Result
 from ._base import Map
@@ -13,7 +14,8 @@ from ._base import Map
 __all__ = ["fixed_point"]
 
 
-def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool = True) -> Result:
+def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool = True,
+                batch_axis: int | None = None) -> Result:
     r"""Find a fixed point ``h* = F(h*)`` by iterating from ``h0``.
 
     Parameters
@@ -32,6 +34,18 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
     throw : bool
         Raise :class:`~rbpsolve.SolveError` (carrying the Result) when the iteration
         did not converge; with False, return the Result whatever happened.
+    batch_axis : int, optional
+        Find one independent fixed point per slice along this axis of ``h0``: with
+        ``h_i`` the slice ``i``, each sample solves ``h_i* = F(h*)_i`` (you assert that
+        ``F`` does not couple samples, as in a deep-equilibrium model). Each sample has
+        its own stopping test ``norm(F(h_k)_i - h_{k,i}) <= max(rtol * norm(F(h_k)_i), atol)``,
+        its own divergence and NaN checks and, for Anderson, its own mixing coefficients
+        (its small least-squares problem, all of them solved in one batched call on the
+        device); a sample that has stopped is frozen while the others go on. ``F`` is
+        still called once a step on the whole batch. The Result holds per-sample records
+        (``sample_status``, ``sample_num_steps``, ``sample_residual_norm``,
+        ``sample_error_estimate``): see :class:`~rbpsolve.Result`. Supported by Picard
+        and Anderson (not by a Fallback chain); float32 or float64 states.
 
     Returns
     -------
@@ -39,7 +53,10 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
         ``x`` is the fixed point (on failure: the iterate with the smallest residual);
         ``history`` the residual ``norm(F(h_k) - h_k)`` per step (for Picard, the step
         length ``norm(h_{k+1} - h_k)``); ``info["num_evaluations"]`` counts calls of
-        ``F``; ``num_vjp = num_jvp = 0``.
+        ``F`` (with ``batch_axis``, batched calls: one a step for the whole batch, not one
+        a sample); ``num_vjp = num_jvp = 0``. With ``batch_axis``, ``history`` holds the
+        root-sum-square over samples of each one's latest residual, and ``b_norm`` that of
+        each one's last scale ``norm(F(h_k)_i)``.
 
     Raises
     ------
@@ -61,4 +78,14 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
     if not bool(space.xp.all(space.xp.isfinite(h0))):
         raise ValueError("h0 contains NaN or inf; start the iteration from a finite state (zeros, say)")
     check_solver_kind(solver, "forward")
+    if batch_axis is not None:
+        if isinstance(solver, Fallback):
+            # Refused here, not only by check_batch: a batched chain re-solves a linear
+            # system's failed samples, and has no forward counterpart yet.
+            raise NotImplementedError(
+                "a Fallback chain of forward solvers does not take batch_axis yet; run its first solver with "
+                "batch_axis and re-solve the samples whose sample_status is not ok"
+            )
+        F = Map(F, space)
+        return run_batched(solver, F, None, h0, callback, throw, check_batch(solver, F, batch_axis, array="h0"))
     return run(solver, Map(F, space), None, h0, callback, throw)
