@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import shlex
 import sys
 import time
 
@@ -51,7 +50,7 @@ from benchmarks.bench_batched import (  # noqa: E402
     peer_ratios,
     per_sample_ratios,
 )
-from overhead_report import _commit, _LoadWatch, _progress_bar, _versions, spread  # noqa: E402
+from overhead_report import _LoadWatch, _progress_bar, header_lines, spread  # noqa: E402
 
 PEER_SOLVERS = ("anderson", "fixed_point_iter")
 
@@ -135,17 +134,9 @@ def main(argv=None):
     wall = time.perf_counter() - wall
     load_after = os.getloadavg()
 
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:]))
     out = [
-        "# Per-sample (batched) solves on a DEQ-style batch (issue 15)",
-        "",
-        f"- date: {started.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- command: `{command}` ({wall / 60:.1f} min)",
-        f"- commit: {_commit()}",
-        f"- machine: {os.uname().machine}, {os.cpu_count()} CPUs{'; ' + args.note if args.note else ''}; "
-        f"load average (1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end, "
-        f"{min(update.loads):.2f}–{max(update.loads):.2f} over the timed rounds (this run's own threads included)",
-        f"- versions: {_versions()}",
+        *header_lines("Per-sample (batched) solves on a DEQ-style batch (issue 15)", started, argv, wall, args.note,
+                      load_before, load_after, update.loads),
         f"- protocol: {args.repeats} interleaved rounds in one process (backward: per-sample and one-vector "
         "alternating first; forward + backward: the libraries in a rotating order); calls shorter than "
         f"{SAMPLE_SECONDS * 1e3:g} ms repeated to fill a sample, garbage collection off while timing; "
