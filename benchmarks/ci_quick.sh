@@ -12,8 +12,10 @@ asv check --python=same
 # EstimateQuality class takes about 45 s) and the verification's extra products at numpy small
 # size (its setup checks that both solves converge): together about 6 s more. Issue 14's
 # small-size overhead classes (OverheadSmall, OverheadSmallGMRESLimit: one shared setup_cache,
-# 5 interleaved rounds of every solver on numpy and torch) add about 10 s.
+# 5 interleaved rounds of every solver on numpy and torch) add about 10 s. Issue 15's
+# BatchedSmall (GMRES per-sample vs one-vector on a DEQ batch, n = 64, batch 8) about 2 s a
+# process, 4 processes.
 asv run --python=same --machine ci --quick --show-stderr \
     --bench 'bench_accuracy' --bench 'bench_scipy.*small' --bench 'SolverCost.*small' \
     --bench "EstimateQuality.track_worst_ratio.*'nonnormal'" --bench "VerificationCost.track_extra_products.*'numpy', 'small'" \
-    --bench 'OverheadSmall'
+    --bench 'OverheadSmall' --bench 'BatchedSmall'

@@ -199,6 +199,22 @@ def _progress_bar(total):
     return bar.update, bar.close
 
 
+def header_lines(title, started, argv, wall, note, load_before, load_after, loads) -> list[str]:
+    """A report's title and its date, command, commit, machine (with the load) and versions lines."""
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:]))
+    return [
+        f"# {title}",
+        "",
+        f"- date: {started.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- command: `{command}` ({wall / 60:.1f} min)",
+        f"- commit: {_commit()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs{'; ' + note if note else ''}; "
+        f"load average (1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end, "
+        f"{min(loads):.2f}–{max(loads):.2f} over the timed rounds (this run's own threads included)",
+        f"- versions: {_versions()}",
+    ]
+
+
 class _LoadWatch:
     """Wraps the progress callback to sample the 1-minute load average after every sample
     (this run's own threads count in it: about 2 while it computes on 2 cores)."""
@@ -252,17 +268,9 @@ def main(argv=None):
     wall = time.perf_counter() - wall
     load_after = os.getloadavg()
 
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:]))
     out = [
-        "# Overhead of the solvers against their products (issue 14)",
-        "",
-        f"- date: {started.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- command: `{command}` ({wall / 60:.1f} min)",
-        f"- commit: {_commit()}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs{'; ' + args.note if args.note else ''}; "
-        f"load average (1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end, "
-        f"{min(update.loads):.2f}–{max(update.loads):.2f} over the timed rounds (this run's own threads included)",
-        f"- versions: {_versions()}",
+        *header_lines("Overhead of the solvers against their products (issue 14)", started, argv, wall, args.note,
+                      load_before, load_after, update.loads),
         f"- protocol: {args.repeats} interleaved rounds in one process (each round times the solve, its bare "
         f"products and for GMRES its limit, in a rotating order; calls shorter than {SAMPLE_SECONDS * 1e3:g} ms "
         "repeated to fill a sample, garbage collection off while timing); figures are median [min–max] over "
