@@ -63,7 +63,8 @@ class BatchedGMRES:
         else:
             x, r = x0, b - a.mv(x0)
         cycle = self.solver._cycle(_SampleSize(n))
-        # Zeros, not empty: a sample's rows past its position enter every product.
+        # Zeros, not empty: rows never written enter the products (times a zero coefficient,
+        # which must not meet a NaN of uninitialised memory).
         basis = xp.zeros((batch, cycle, n), dtype=b.dtype, device=a.device)
         state = _Batch(x, r, basis, tols)
         state.eps = max(float(xp.finfo(b.dtype).eps), product_eps(a))  # the rounding floor's
@@ -147,15 +148,13 @@ class BatchedGMRES:
     def _end_cycles(self, a, b, state: _Batch, ends, reports) -> None:
         """Form the ending samples' iterates; their residuals are recomputed in the next
         step's product (their step's report waits for it), their next cycles start then."""
-        xp = a.xp
         state.x = self.solution(a, b, state, only=ends)
         for i in ends:
             solo = state.solo[i]._replace(rotated=state.rotated[i], size=int(state.k[i]))
             sigma, settled, updates = _with_cycle(solo)
             state.solo[i] = solo._replace(sigma_min=sigma, settled=settled, updates=updates, rotated=Rotated.empty())
             state.k[i], state.rotated[i], state.verifying[i] = 0, Rotated.empty(), True
-        # The restarted samples' old rows must not enter their next cycle's products.
-        state.basis = _zero_samples(xp, state.basis, ends)
+        # Their old rows stay: the Gram-Schmidt pass masks rows past a sample's position.
 
     def _residuals(self, a, b, state: _Batch, w, shifted):
         """``r = b - A x`` of every sample from this step's product (``M x`` or ``A x`` in the
@@ -222,29 +221,45 @@ def _index(xp, like, values):
     return xp.asarray(values, device=_backend.device_of(like))
 
 
-def _orthogonalise(xp, basis, w, positions, extra=()):
-    """Classical Gram-Schmidt of each sample's ``w_i`` against its rows of ``basis``
-    (``(B, k, n)``; rows past a sample's position are zero), with DGKS's second pass for
-    the samples whose first cancelled. Returns ``w``, the coefficients (host, one array a
-    sample), ``||w_i||`` after and before (host lists), and ``extra`` (``(B,)`` device
-    arrays) moved to the host in the same transfer (host arrays)."""
+def _project(xp, basis, w, valid):
+    """One classical Gram-Schmidt pass of every sample: ``h_i = V_i w_i`` and
+    ``w_i - V_i^T h_i`` for the rows ``V_i`` of ``basis`` (``(B, k, n)``), with the
+    coefficients of rows past a sample's position (``valid``, a ``(B, k)`` device mask, or
+    None when every row is in use) set to zero: those rows hold an earlier cycle's vectors."""
     batch = w.shape[0]
+    # Row times transposed matrix: MKL's batched product is several times faster so than
+    # the matrix times column form (torch, 64 x 25 x 512: 0.07 against 0.66 ms).
+    h = xp.reshape(xp.reshape(w, (batch, 1, -1)) @ xp.matrix_transpose(basis), (batch, -1))
+    if valid is not None:
+        h = xp.where(valid, h, 0.0)
+    return w - xp.reshape(xp.reshape(h, (batch, 1, -1)) @ basis, (batch, -1)), h
+
+
+def _orthogonalise(xp, basis, w, positions, extra=()):
+    """Classical Gram-Schmidt of each sample's ``w_i`` against its first ``positions[i]``
+    rows of ``basis`` (``(B, k, n)``), with DGKS's second pass for the samples whose first
+    cancelled. Returns ``w``, the coefficients (host, one array a sample), ``||w_i||``
+    after and before (host lists), and ``extra`` (``(B,)`` device arrays) moved to the
+    host in the same transfer (host arrays)."""
+    batch, width = w.shape[0], basis.shape[1]
+    valid = None
+    if any(int(p) < width for p in positions):
+        rows = np.arange(width)[None, :] < np.asarray(positions)[:, None]
+        valid = xp.asarray(rows, device=_backend.device_of(w))
     w_sq = xp.sum(w * w, axis=1)
-    h = xp.reshape(basis @ xp.reshape(w, (batch, -1, 1)), (batch, -1))
-    w = w - xp.reshape(xp.reshape(h, (batch, 1, -1)) @ basis, (batch, -1))
+    w, h = _project(xp, basis, w, valid)
     values = np.reshape(np.asarray(_backend.to_host(xp, h, w_sq, *extra)), (-1,))
-    width = basis.shape[1]
     coefficients = np.reshape(values[: batch * width], (batch, width))
     extra = np.reshape(values[batch * (width + 1):], (len(extra), batch))
-    values = values[: batch * (width + 1)]
-    before_sq = values[batch * width:]
+    before_sq = values[batch * width: batch * (width + 1)]
     before = [math.sqrt(v) if v >= 0 else math.nan for v in before_sq]
-    norms = [math.sqrt(max(v - float(c[: positions[i]] @ c[: positions[i]]), 0.0))
-             for i, (v, c) in enumerate(zip(before_sq, coefficients))]
+    # One einsum for every sample (not a BLAS dot a sample: on a CPU shared with torch's
+    # threads, each BLAS call wakes OpenBLAS's own pool, which then competes with torch's).
+    squares = np.einsum("ij,ij->i", coefficients, coefficients)
+    norms = [math.sqrt(max(v - c, 0.0)) for v, c in zip(before_sq, squares)]
     again = [not n >= DGKS * b for n, b in zip(norms, before)]
     if any(again):
-        h2 = xp.reshape(basis @ xp.reshape(w, (batch, -1, 1)), (batch, -1))
-        w2 = w - xp.reshape(xp.reshape(h2, (batch, 1, -1)) @ basis, (batch, -1))
+        w2, h2 = _project(xp, basis, w, valid)
         w = xp.where(mask_like(xp, again, w), w2, w)
         values = np.reshape(np.asarray(_backend.to_host(xp, h2, xp.linalg.vector_norm(w, axis=1))), (-1,))
         second, after = np.reshape(values[: batch * width], (batch, width)), values[batch * width:]
@@ -267,13 +282,4 @@ def _set_rows(xp, basis, samples, rows, values, scales):
     if _backend.array_api_compat.is_jax_array(basis):
         return basis.at[index].set(picked)
     basis[index] = picked
-    return basis
-
-
-def _zero_samples(xp, basis, samples):
-    """Every row of the samples ``samples`` set to zero."""
-    index = xp.asarray(np.asarray(samples, dtype=np.int64), device=_backend.device_of(basis))
-    if _backend.array_api_compat.is_jax_array(basis):
-        return basis.at[index].set(0.0)
-    basis[index] = 0.0
     return basis

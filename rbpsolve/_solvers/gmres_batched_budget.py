@@ -24,7 +24,7 @@ from ._base import StepReport
 from ._common import quotient
 from ._hessenberg import Rotated
 from .gmres import _SKEWED, _column, _with_cycle
-from .gmres_batched import BatchedGMRES, _Batch, _set_rows
+from .gmres_batched import BatchedGMRES, _Batch, _project, _set_rows
 
 __all__ = ["BudgetGMRES"]
 
@@ -56,8 +56,7 @@ class BudgetGMRES(BatchedGMRES):
         w = xp.reshape((a.op if shifted else a).mv(xp.reshape(rows, a.in_shape)), (batch, -1))
         filled = state.basis[:, : size + 1, :]
         w_sq = xp.sum(w * w, axis=1)
-        h = xp.reshape(filled @ xp.reshape(w, (batch, -1, 1)), (batch, -1))
-        w = w - xp.reshape(xp.reshape(h, (batch, 1, -1)) @ filled, (batch, -1))
+        w, h = _project(xp, filled, w, None)  # every sample at the same place in its cycle
         # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras): no second reduction.
         w_norm_sq = w_sq - xp.sum(h * h, axis=1)
         w_norm = xp.sqrt(xp.maximum(w_norm_sq, 0.0))
