@@ -254,16 +254,21 @@ def median(values) -> float:
     return statistics.median(values)
 
 
+def _diagonal_problem(solver_name: str, shape, dtype, seed: int):
+    """``(J, g, solver)`` of the memory measurements: a diagonal J (entries in [-0.9, 0.9]),
+    whose free products allocate one state each, as a dense J's do."""
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(-NORM, NORM, shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    return rbpsolve.JacobianOperator(lambda u: d * u, lambda v: d * v, like=g), g, make_solver(solver_name)
+
+
 def peak_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed: int = 0) -> float:
     """Peak memory a numpy solve allocates (tracemalloc, numpy buffers included), in
     state-sized arrays, the returned ``x`` and every product's output included. J is
     diagonal here (``J^T u = d * u``, entries of ``d`` in [-0.9, 0.9]) so that the products
     cost nothing; what they allocate (one state each) is what the dense J's do."""
-    rng = np.random.default_rng(seed)
-    d = rng.uniform(-NORM, NORM, shape).astype(dtype)
-    g = rng.standard_normal(shape).astype(dtype)
-    J = rbpsolve.JacobianOperator(lambda u: d * u, lambda v: d * v, like=g)
-    solver = make_solver(solver_name)
+    J, g, solver = _diagonal_problem(solver_name, shape, dtype, seed)
     rbpsolve.solve_adjoint(J, g, solver, throw=False)  # warm-up (imports, caches)
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
@@ -285,11 +290,7 @@ def held_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed
     """Memory a numpy solve holds after each of its steps (tracemalloc, read by a callback;
     the same diagonal J as :func:`peak_state_arrays`), in state-sized arrays: what the
     solver and the loop keep from step to step, without the step's transients."""
-    rng = np.random.default_rng(seed)
-    d = rng.uniform(-NORM, NORM, shape).astype(dtype)
-    g = rng.standard_normal(shape).astype(dtype)
-    J = rbpsolve.JacobianOperator(lambda u: d * u, lambda v: d * v, like=g)
-    solver = make_solver(solver_name)
+    J, g, solver = _diagonal_problem(solver_name, shape, dtype, seed)
     held = []
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
