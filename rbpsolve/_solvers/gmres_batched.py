@@ -26,7 +26,8 @@ from .._precision import product_eps
 from .._verify import rounding_floor
 from ._base import StepReport
 from ._hessenberg import Rotated
-from .gmres import GMRES, _column, _State, _with_cycle
+from ._hessenberg_batch import RotatedBatch
+from .gmres import GMRES, _State, _with_cycle
 
 __all__ = ["BatchedGMRES"]
 
@@ -41,7 +42,7 @@ class _Batch:
         self.basis = basis  # (B, m, n)
         self.k = np.zeros(size, dtype=np.int64)  # rows of its basis each sample has filled
         self.r_norm = [None] * size  # each sample's cycle-start residual norm (host)
-        self.rotated = [Rotated.empty() for _ in range(size)]
+        self.rotated = RotatedBatch(size, basis.shape[1])  # each sample's cycle (host)
         self.solo = [_State(None, None, None, None, 0, Rotated.empty(), (), t, False) for t in tols]
         # Samples whose cycle ended: their new iterate's residual is recomputed in the next
         # step's batched product (their slot in it), not in a product of its own.
@@ -97,23 +98,24 @@ class BatchedGMRES:
         if checking:
             self._checked(state, checking, checked, reports)
         ends, writes = [], []
-        for i in stepping:
-            column, scale = _column(coefficients[i][: state.k[i]], norms[i], before[i], shifted)
-            rotated, verdict = state.rotated[i].absorb(column, scale)
+        if stepping:
+            verdicts = state.rotated.absorb(stepping, *_columns(coefficients, norms, before, state.k, stepping,
+                                                                cycle, shifted))
+        for i, verdict in zip(stepping, verdicts if stepping else ()):
             if verdict == "nonfinite":
                 reports[i] = StepReport(math.nan, breakdown=True)
                 continue
             if verdict == "singular":
-                reports[i] = StepReport(state.rotated[i].estimate, breakdown=True)
+                reports[i] = StepReport(state.rotated.estimate(i), breakdown=True)
                 continue
-            state.rotated[i] = rotated
             lucky = verdict == "lucky"
             if not lucky and state.k[i] < cycle:
                 writes.append(i)
-            if rotated.estimate <= state.solo[i].tol or lucky or rotated.width == cycle:
+            estimate = state.rotated.estimate(i)
+            if estimate <= state.solo[i].tol or lucky or state.rotated.width[i] == cycle:
                 ends.append(i)
             else:
-                reports[i] = StepReport(rotated.estimate)
+                reports[i] = StepReport(estimate)
         if writes:
             # v_{k+1} = w / ||w|| into each writing sample's next row: one scatter.
             state.basis = _set_rows(xp, state.basis, writes, state.k[writes], w, [1.0 / norms[i] for i in writes])
@@ -188,13 +190,13 @@ class BatchedGMRES:
         xp = a.xp
         batch = len(state.k)
         chosen = range(batch) if only is None else only
-        widths = {i: state.rotated[i].width for i in chosen if state.rotated[i].width}
+        widths = {i: int(state.rotated.width[i]) for i in chosen if state.rotated.width[i]}
         if not widths:
             return state.x
         depth = max(widths.values())
         ys = np.zeros((batch, 1, depth))
         for i in widths:
-            ys[i, 0, : widths[i]] = state.rotated[i].solve()
+            ys[i, 0, : widths[i]] = state.rotated.solve(i)
         y = xp.asarray(ys, dtype=state.x.dtype, device=_backend.device_of(state.x))
         step = xp.reshape(y @ state.basis[:, :depth, :], a.in_shape)
         return state.x + step
@@ -219,6 +221,23 @@ class _SampleSize:
 
 def _index(xp, like, values):
     return xp.asarray(values, device=_backend.device_of(like))
+
+
+def _columns(coefficients, norms, before, positions, samples, cycle: int, shifted: bool):
+    """The stepping samples' Hessenberg columns (rows of a ``(len(samples), cycle + 1)``
+    array) and the scales of their singularity tests, as :func:`gmres._column` makes them
+    one at a time: ``[h; ||w||]``, or on ``M`` (``A = I - M``) ``e_k - [h; ||w||]`` with
+    scale ``1 + ||M v_k||``."""
+    index = np.asarray(samples, dtype=np.int64)
+    rows, k = np.arange(index.size), positions[index]
+    col = np.zeros((index.size, cycle + 1))
+    col[:, : coefficients.shape[1]] = coefficients[index]
+    col[rows, k] = np.asarray(norms)[index]
+    if not shifted:
+        return col, np.zeros(index.size)
+    col = -col
+    col[rows, k - 1] += 1.0
+    return col, 1.0 + np.asarray(before)[index]
 
 
 def _project(xp, basis, w, valid):
