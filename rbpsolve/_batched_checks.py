@@ -24,14 +24,18 @@ def check_batch(solver, A, batch_axis, *, array: str = "b") -> int:
         raise TypeError(
             f"batch_axis must be an int (the axis of {array} that indexes the samples) or None; got {batch_axis!r}"
         )
-    ndim = len(A.in_shape)
-    if A.in_shape != getattr(A, "out_shape", A.in_shape):
-        raise ValueError(
-            f"batch_axis needs a square operator (one system a sample); this one maps shape {A.in_shape} "
-            f"to {A.out_shape}"
-        )
+    shape = getattr(A, "out_shape", A.in_shape)  # b's shape (a forward map: h0's)
+    ndim = len(shape)
     if not -ndim <= batch_axis < ndim:
-        raise ValueError(f"batch_axis={batch_axis} is out of range for {array} of shape {A.in_shape} ({ndim} axes)")
+        raise ValueError(f"batch_axis={batch_axis} is out of range for {array} of shape {shape} ({ndim} axes)")
+    axis = batch_axis % ndim
+    # A rectangular A (LSQR, CGNE: one least-squares problem a sample) needs the batch on
+    # the same axis, of the same length, of x and b.
+    if len(A.in_shape) != ndim or A.in_shape[axis] != shape[axis]:
+        raise ValueError(
+            f"batch_axis={batch_axis} needs the samples on that axis of both x and b, but A maps shape {A.in_shape} "
+            f"to {shape}; lay out both with the batch on one axis"
+        )
     for member in (solver.solvers if isinstance(solver, Fallback) else (solver,)):
         name = type(member).__name__
         if name not in BATCHED_SOLVERS:
@@ -39,7 +43,7 @@ def check_batch(solver, A, batch_axis, *, array: str = "b") -> int:
                 f"{name} does not solve per sample yet (batch_axis); per-sample solvers: "
                 f"{', '.join(BATCHED_SOLVERS)}; or leave batch_axis=None to solve the batch as one system"
             )
-    return batch_axis % ndim
+    return axis
 
 
 def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:

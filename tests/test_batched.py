@@ -305,3 +305,27 @@ def test_bad_batch_axis_is_named(bad, error, words):
     J = _batched_operator(_blocks([0.5, 0.5], seed=0), G)
     with pytest.raises(error, match=words):
         rbpsolve.solve_adjoint(J, G, rbpsolve.FixedPoint(), batch_axis=bad)
+
+
+@pytest.mark.parametrize("name", ["LSQR", "CGNE"])
+def test_rectangular_least_squares_per_sample(name):
+    # One least-squares problem a sample (A maps (B, 12) to (B, 30)): each sample's answer
+    # is its own lstsq solution, and its solo solve's status and steps.
+    rng = np.random.default_rng(16)
+    As, bs = rng.standard_normal((3, 30, 12)), rng.standard_normal((3, 30))
+    A = rbpsolve.FunctionOperator(lambda x: np.stack([M @ r for M, r in zip(As, x)]),
+                                  lambda y: np.stack([M.T @ r for M, r in zip(As, y)]),
+                                  like_in=np.zeros((3, 12)), like_out=bs)
+    make = {"LSQR": lambda: rbpsolve.LSQR(rtol=1e-10), "CGNE": lambda: rbpsolve.CGNE(rtol=1e-10)}[name]
+    result = rbpsolve.solve(A, bs, make(), batch_axis=0, throw=False)
+    for i in range(3):
+        solo = rbpsolve.solve(As[i], bs[i], make(), throw=False)
+        assert result.sample_status[i] is solo.status and result.sample_num_steps[i] == solo.num_steps
+        np.testing.assert_allclose(result.x[i], np.linalg.lstsq(As[i], bs[i], rcond=None)[0], rtol=1e-8, atol=1e-10)
+
+
+def test_a_batch_axis_that_differs_between_x_and_b_is_refused():
+    A = rbpsolve.FunctionOperator(lambda x: np.zeros((3, 30)), lambda y: np.zeros((4, 3)), like_in=np.zeros((4, 3)),
+                                  like_out=np.zeros((3, 30)))
+    with pytest.raises(ValueError, match="samples on that axis of both x and b"):
+        rbpsolve.solve(A, np.ones((3, 30)), rbpsolve.LSQR(), batch_axis=0)
