@@ -10,7 +10,8 @@ import numpy as np
 
 from . import _backend
 from ._batched import merge
-from ._batched_loop import batched_true_residual, iterate_batched
+from ._batched_conclude import batched_true_residual
+from ._batched_loop import iterate_batched
 from ._batched_result import combine
 from ._result import Result, Status
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 from ._batched import per_sample
-from ._batched_loop import _Batch, _conclude_samples, _run_deferred, _run_eager, _unfinished_status
+from ._batched_conclude import conclude_samples
+from ._batched_loop import _Batch, _run_deferred, _run_eager, _unfinished_status
 from ._batched_result import _root_sum_squares, combine
 from ._precision import default_rtol, product_eps
 from ._result import Result
@@ -51,7 +52,7 @@ def iterate_forward_batched(solver, F, h0, axis: int, callback=None) -> Result:
     (_run_deferred if deferred else _run_eager)(run, callback)
     for r in run.runs:
         r.status = r.status or _unfinished_status(solver)
-    results, x = _conclude_samples(run, eps, [None] * batch, [False] * batch)
+    results, x = conclude_samples(run, eps, [None] * batch, [False] * batch)
     if axis != 0:
         x = xp.moveaxis(x, 0, axis)
     # The scale of the batch's test: each sample's norm(F(h_k)_i) at its last test.

@@ -23,18 +23,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
-
 from . import _backend
-from ._batched import mask_like, merge, per_sample, sample_state, sample_view, split_reports
-from ._loop import conclude, judged_status
+from ._batched import mask_like, merge, per_sample, split_reports
 from ._precision import default_rtol, product_eps
 from ._protocol import SampleValues
 from ._result import Result, Status
 from ._scaling import right_hand_side_scale, scale_array, unscale_result
 from ._space import ProductCounter
 from ._steps import FIRST_CHECKPOINT, Run, _call, _decide, _replay, record, settings
-from ._verify import LIMIT_FACTOR, residual_norms, rounding_floor
+from ._verify import LIMIT_FACTOR
+from ._batched_conclude import batched_true_residual, conclude_samples
 from ._batched_result import combine
 from ._solvers.gmres import GMRES
 
@@ -105,7 +103,7 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
             run.runs[i].status = Status.CONVERGED
         elif run.runs[i].status is None:
             run.runs[i].status = _unfinished_status(solver)
-    results, x = _conclude_samples(run, eps, b_norms, zero)
+    results, x = conclude_samples(run, eps, b_norms, zero)
     results = [unscale_result(r, k, xp) for r in results]
     x = x if k == 0 else scale_array(xp, x, k)
     if axis != 0:
@@ -344,63 +342,3 @@ def _replay_all(run: _Batch, raw: list, offset: int) -> None:
         # A frozen sample's reports end at its last step (a solo run took no more).
         taken = len(split) if run.ends[i] is None else max(0, run.ends[i] - offset)
         _replay(run.solver, run.runs[i], [reports[i] for reports in split[:taken]], offset, run.settings[i])
-
-
-# --------------------------------------------------------------------- the end
-def batched_true_residual(a, b, x):
-    """``(r, norms, floors)``: ``r = b - A x`` for the whole batch (one batched product)
-    and each sample's residual norm and rounding floor."""
-    r, values, eps = residual_norms(a, b, x)
-    values = np.reshape(np.asarray(values), (-1, a.in_shape[0]))  # (norms, samples)
-    return r, values[0].tolist(), rounding_floor(eps, values[1:]).tolist()
-
-
-def _conclude_samples(run: _Batch, eps: float, b_norms, zero):
-    """Each sample's Result (host figures; its ``x`` a view) and the batch's iterate."""
-    solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
-    native = run.native
-    sample_ndim = len(a.in_shape) - 1
-    sample_size = math.prod(a.in_shape[1:])
-    for i in _indices([not z for z in zero]):
-        r = run.runs[i]
-        r.state = native.sample_state(run.state, i) if native else sample_state(run.state, i, sample_ndim,
-                                                                                  sample_size)
-        # A fixed budget whose series was not converging fails here, before the iterate
-        # is chosen: it hands back its best one, as alone.
-        r.status = judged_status(solver, r, eps)[0]
-    # A native batched solver keeps a failed sample's last good state itself.
-    failed = [r.status not in _KEEPS_LAST and not z and native is None for r, z in zip(run.runs, zero)]
-    x = (native or solver).solution(a, b, run.state)
-    if any(failed):
-        x = merge(xp, failed, run.best_x, x, run.size)
-    if any(zero):
-        x = merge(xp, [not z for z in zero], x, None, run.size)
-    verify = run.settings[0].verify
-    # A sample whose single Gram-Schmidt pass cancelled (a native fixed budget) has its
-    # residual recomputed, as the unbatched solver does.
-    skewed = getattr(run.state, "skewed", None) or [False] * run.size
-    need = [not z and run.runs[i].checked is None and (verify or skewed[i]) for i, z in enumerate(zero)]
-    if any(need):
-        _, trues, floors = batched_true_residual(a, b, x)
-        for i in _indices(need):
-            if math.isfinite(trues[i]):
-                run.runs[i].checked = (trues[i], floors[i])
-    x_norms = _backend.to_host(xp, _backend.norm(xp, x))
-    view = sample_view(a)
-    results = []
-    for i, r in enumerate(run.runs):
-        x_i = x[i]
-        if zero[i]:
-            results.append(Result(x_i, Status.CONVERGED, 0, (), 0, 0, 0.0, 0.0, 0.0, solver,
-                                  residual_kind="verified", error_estimate=0.0, estimate_reliable=True))
-            continue
-        r.best_x = x_i if failed[i] else None
-        if r.checked is not None:
-            r.checked = (x_i, *r.checked)
-        b_i = None if b is None else b[i]  # None: a forward fixed point
-        results.append(conclude(solver, view, b_i, r, run.settings[i], eps, b_norms[i], x_norm=x_norms[i]))
-    return results, x
-
-
-_KEEPS_LAST = (Status.CONVERGED, Status.BUDGET_SPENT, Status.MAX_STEPS, Status.STOPPED,
-               Status.LEAST_SQUARES, Status.ACCURACY_LIMIT)
