@@ -18,7 +18,7 @@ from ._operator import Operator
 from ._protocol import SampleValues
 from ._space import _Space
 
-__all__ = ["per_sample", "SampleView", "merge", "sample_state", "split_reports", "mask_like"]
+__all__ = ["per_sample", "SampleView", "merge", "sample_state", "scalars_on_host", "split_reports", "mask_like"]
 
 
 def _moved(space: _Space, axis: int, xp) -> _Space:
@@ -167,10 +167,43 @@ def merge(xp, mask, new, old, batch: int):
     return pick(new, old)
 
 
-def sample_state(state, index: int, sample_ndim: int, sample_size: int):
+def _is_sample_scalar(v, batch: int, sample_ndim: int, sample_size: int) -> bool:
+    """Whether ``v`` is a per-sample scalar of a batched state: shape ``(B, 1, ..., 1)``, as
+    the per-sample reductions give (for one-entry samples every array looks like one)."""
+    shape = getattr(v, "shape", None)
+    return (bool(shape) and len(shape) == sample_ndim + 1 and shape[0] == batch
+            and (sample_size > 1 or sample_ndim == 0) and all(s == 1 for s in shape[1:]))
+
+
+def scalars_on_host(xp, state, batch: int, sample_ndim: int, sample_size: int) -> dict:
+    """Every per-sample scalar of ``state`` on the host in one transfer: ``{id(field):
+    [one float a sample]}`` (for :func:`sample_state`, so that concluding B samples does
+    not read each sample's scalars separately)."""
+    found = []
+
+    def walk(v):
+        if type(v) is SampleValues:
+            return
+        if isinstance(v, tuple) and not hasattr(v, "shape"):
+            for p in v:
+                walk(p)
+        elif _is_sample_scalar(v, batch, sample_ndim, sample_size) and not any(v is f for f in found):
+            found.append(v)
+
+    walk(state)
+    if not found:
+        return {}
+    flat = _backend.to_host(xp, *found)
+    return {id(f): flat[k * batch: (k + 1) * batch] for k, f in enumerate(found)}
+
+
+def sample_state(state, index: int, sample_ndim: int, sample_size: int, host: dict | None = None):
     """Sample ``index`` of a batched state, as an unbatched solver's state looks: its
-    vectors without the batch axis, its per-sample scalars as 0-d arrays and its
-    :class:`SampleValues` as that sample's entry."""
+    vectors without the batch axis, its per-sample scalars as 0-d arrays (as host floats
+    where ``host``, from :func:`scalars_on_host`, has them) and its :class:`SampleValues`
+    as that sample's entry."""
+    batch = None
+
     def pick(v):
         if type(v) is SampleValues:
             return v[index]
@@ -180,8 +213,10 @@ def sample_state(state, index: int, sample_ndim: int, sample_size: int):
         shape = getattr(v, "shape", None)
         if not shape:
             return v
+        if host and id(v) in host:
+            return host[id(v)][index]
         one = v[index]
-        if one.ndim == sample_ndim and (sample_size > 1 or sample_ndim == 0) and all(s == 1 for s in one.shape):
+        if _is_sample_scalar(v, shape[0] if batch is None else batch, sample_ndim, sample_size):
             # A per-sample scalar (shape (1, ..., 1) once sliced): 0-d, as a reduction gives.
             return one.reshape(())
         return one

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from . import _backend
-from ._batched import merge, sample_state, sample_view
+from ._batched import merge, sample_state, sample_view, scalars_on_host
 from ._loop import conclude, judged_status
 from ._result import Result, Status
 from ._verify import residual_norms, rounding_floor
@@ -31,10 +31,11 @@ def conclude_samples(run, eps: float, b_norms, zero):
     native = run.native
     sample_ndim = len(a.in_shape) - 1
     sample_size = math.prod(a.in_shape[1:])
+    host = None if native else scalars_on_host(xp, run.state, run.size, sample_ndim, sample_size)
     for i in [i for i, z in enumerate(zero) if not z]:
         r = run.runs[i]
-        r.state = native.sample_state(run.state, i) if native else sample_state(run.state, i, sample_ndim,
-                                                                                  sample_size)
+        r.state = (native.sample_state(run.state, i) if native
+                   else sample_state(run.state, i, sample_ndim, sample_size, host))
         # A fixed budget whose series was not converging fails here, before the iterate
         # is chosen: it hands back its best one, as alone.
         r.status = judged_status(solver, r, eps)[0]
