@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._fallback import Fallback
-from ._result import Result, SolveError
+from ._result import Result, SolveError, Status
 
 __all__ = ["check_batch", "run_batched", "BATCHED_SOLVERS"]
 
@@ -57,6 +59,9 @@ def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:
         raise NotImplementedError(
             "batched solves in float16/bfloat16 are not supported yet; cast to float32 first"
         )
+    batch = A.in_shape[axis] if b is not None else x0.shape[axis]
+    if batch == 0:
+        return _empty(solver, A, b, x0, axis)
     if isinstance(solver, Fallback):
         from ._batched_fallback import run_chain_batched
 
@@ -68,3 +73,14 @@ def run_batched(solver, A, b, x0, callback, throw, axis: int) -> Result:
     if throw and not result.ok:
         raise SolveError(result)
     return result
+
+
+def _empty(solver, A, b, x0, axis: int) -> Result:
+    """A batch of no samples: nothing to solve (x is empty, every sample of none ok)."""
+    like = x0 if b is None else b
+    x = A.xp.zeros(A.in_shape if b is not None else like.shape, dtype=like.dtype, device=A.device)
+    return Result(x, Status.CONVERGED, 0, (), 0, 0, 0.0 if b is not None else None, 0.0, 0.0, solver,
+                  info={"batch_size": 0, "batch_axis": axis, "sample_results": ()},
+                  residual_kind="verified" if b is not None else None, error_estimate=0.0, estimate_reliable=True,
+                  sample_status=np.array([], dtype=object), sample_num_steps=np.zeros(0, dtype=np.int64),
+                  sample_residual_norm=np.zeros(0), sample_error_estimate=np.zeros(0))

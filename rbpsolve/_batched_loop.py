@@ -236,7 +236,7 @@ def _settle_claims(run: _Batch, claims, step: int) -> None:
             unchecked.append(i)
     if not unchecked:
         return
-    x = solver.solution(run.a, run.b, run.state)
+    x = (run.native or solver).solution(run.a, run.b, run.state)
     r, trues, floors = batched_true_residual(run.a, run.b, x)
     restart = [False] * run.size
     for i in unchecked:

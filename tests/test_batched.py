@@ -329,3 +329,30 @@ def test_a_batch_axis_that_differs_between_x_and_b_is_refused():
                                   like_out=np.zeros((3, 30)))
     with pytest.raises(ValueError, match="samples on that axis of both x and b"):
         rbpsolve.solve(A, np.ones((3, 30)), rbpsolve.LSQR(), batch_axis=0)
+
+
+@pytest.mark.parametrize("name", ["FixedPoint", "GMRES", "Neumann-budget", "CGNE"])
+def test_an_empty_batch_is_solved_in_no_step(name):
+    G = np.zeros((0, N))
+    J = rbpsolve.JacobianOperator(lambda u: 0.5 * u, lambda v: 0.5 * v, like=G)
+    result = rbpsolve.solve_adjoint(J, G, SOLVERS[name](), batch_axis=0)
+    assert result.ok and result.num_steps == 0 and result.x.shape == (0, N)
+    assert len(result.sample_status) == 0 and result.batch_summary == ""
+
+
+@pytest.mark.parametrize("name", ["FixedPoint", "CGNE", "LSQR", "GMRES", "GMRES-restarted"])
+def test_a_start_per_sample_is_each_sample_s_own(name):
+    # x0 exact for sample 0: it needs (almost) nothing; sample 1 starts from zero. Each
+    # equals its solo solve from its own start.
+    Ws = _blocks([0.6, 0.8], seed=17)
+    G = np.random.default_rng(17).standard_normal((2, N))
+    x0 = np.stack([np.linalg.solve(np.eye(N) - Ws[0].T, G[0]), np.zeros(N)])
+    before = x0.copy()
+    result = rbpsolve.solve_adjoint(_batched_operator(Ws, G), G, SOLVERS[name](), x0=x0, batch_axis=0, throw=False)
+    np.testing.assert_array_equal(x0, before)
+    assert all(s is Status.CONVERGED for s in result.sample_status)
+    assert result.sample_num_steps[0] <= 2 < result.sample_num_steps[1]
+    for i in range(2):
+        J = rbpsolve.JacobianOperator(lambda u, i=i: Ws[i].T @ u, lambda v, i=i: Ws[i] @ v, like=G[i])
+        solo = rbpsolve.solve_adjoint(J, G[i], SOLVERS[name](), x0=x0[i], throw=False)
+        np.testing.assert_allclose(result.x[i], solo.x, rtol=0, atol=1e-10 * max(1.0, np.abs(solo.x).max()))

@@ -136,7 +136,8 @@ class BatchedGMRES:
             r_norm = state.r_norm[i]
             state.rotated[i] = Rotated.start(r_norm)
             if r_norm == 0 or not math.isfinite(r_norm):
-                reports[i] = StepReport(r_norm)  # nothing to do from a zero residual
+                # Nothing to do from a zero residual; it is b - A x as computed (x0 exact).
+                reports[i] = StepReport(r_norm, verified=r_norm == 0)
                 continue
             scales[i] = 1.0 / r_norm
             state.k[i] = 1
