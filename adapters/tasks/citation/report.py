@@ -10,7 +10,18 @@ import numpy as np
 
 from .methods import LABELS, METHODS
 
-__all__ = ["PAPER_TABLE2", "summarize", "write_table", "write_figures", "load_runs"]
+__all__ = ["PAPER_TABLE2", "summarize", "write_table", "write_figures", "load_runs", "is_failed", "FAILED_RULE"]
+
+#: How failed runs are counted (stated in every table).
+FAILED_RULE = ("A run is **failed** when its status is not `ok` (e.g. `nonfinite_gradient`: training stopped on "
+               "a non-finite loss or gradient). Failed runs are left out of the mean ± std and listed apart "
+               "(seed, status, epochs trained, test accuracy at their best validation).")
+
+
+def is_failed(run: dict) -> bool:
+    """The failed-run rule of the tables: any status other than ``"ok"``."""
+    return run.get("status") != "ok"
+
 
 #: Test accuracy (%) of Table 2 of Liao et al. (2018), mean (std where the paper gives it).
 PAPER_TABLE2 = {
@@ -40,14 +51,19 @@ def summarize(runs: list[dict], unavailable: dict[str, str] | None = None) -> di
         c = run["config"]
         cell = out["datasets"].setdefault(c["dataset"], {}).setdefault(c["method"], {"runs": []})
         cell["runs"].append({k: run[k] for k in ("best_val_acc", "test_acc_at_best_val", "status",
-                                                 "backward_status", "skipped_steps", "seconds")} | {"seed": c["seed"]})
+                                                 "backward_status", "skipped_steps", "seconds")}
+                            | {"seed": c["seed"], "epochs_trained": len(run.get("train_loss", []))})
     for methods in out["datasets"].values():
         for cell in methods.values():
             rs = cell["runs"]
+            ok = [r for r in rs if not is_failed(r)]
             cell["seeds"] = len(rs)
-            cell["test_acc_mean"], cell["test_acc_std"] = _stats([r["test_acc_at_best_val"] for r in rs])
-            cell["val_acc_mean"], cell["val_acc_std"] = _stats([r["best_val_acc"] for r in rs])
-            cell["failed_runs"] = sum(r["status"] != "ok" for r in rs)
+            cell["completed_runs"] = len(ok)
+            cell["test_acc_mean"], cell["test_acc_std"] = _stats([r["test_acc_at_best_val"] for r in ok])
+            cell["val_acc_mean"], cell["val_acc_std"] = _stats([r["best_val_acc"] for r in ok])
+            cell["failed_runs"] = len(rs) - len(ok)
+            cell["failed"] = [{"seed": r["seed"], "status": r["status"], "epochs_trained": r["epochs_trained"],
+                               "test_acc_at_best_val": r["test_acc_at_best_val"]} for r in rs if is_failed(r)]
             statuses = {}
             for r in rs:
                 for k, n in r["backward_status"].items():
@@ -63,11 +79,21 @@ def _fmt(mean, std):
     return f"{mean:.2f} ± {std:.1f}" if std is not None else f"{mean:.2f}"
 
 
+def _failed_text(cell) -> str:
+    failed = cell.get("failed", [])
+    if not failed:
+        return str(cell.get("failed_runs", 0))
+    parts = [f"seed {f['seed']}: {f['status']} after {f['epochs_trained']} epoch(s), test "
+             f"{f['test_acc_at_best_val']:.2f}" for f in failed]
+    return f"{len(failed)} ({'; '.join(parts)})"
+
+
 def write_table(summary: dict, path: Path, settings: str) -> str:
     """Markdown table: ours (mean ± std over seeds) beside the paper's Table 2, one block per data set."""
     lines = ["# Citation networks: test accuracy (%), ours beside Table 2 of Liao et al. (2018)", "",
              settings, "",
-             "Test accuracy at the evaluation with the best validation accuracy; mean ± std (population) over seeds.",
+             "Test accuracy at the evaluation with the best validation accuracy; mean ± std (population) over the "
+             "completed runs ('runs': completed / all).", FAILED_RULE,
              "'adjoint statuses' counts the backward solves of all runs by status (RBP family).", ""]
     names = sorted(set(summary["datasets"]) | set(summary["unavailable"]) | {"cora", "pubmed"})
     for name in names:
@@ -78,16 +104,17 @@ def write_table(summary: dict, path: Path, settings: str) -> str:
         methods = summary["datasets"].get(name, {})
         if not methods and not paper:
             continue
-        lines += ["| method | ours: test acc | seeds | failed runs | adjoint statuses | paper (Table 2) |",
+        lines += ["| method | ours: test acc | runs | failed runs | adjoint statuses | paper (Table 2) |",
                   "|---|---:|---:|---:|---|---:|"]
         for m in METHODS:
             cell = methods.get(m)
             if cell is None and m not in paper:
                 continue
             p = paper.get(m)
-            ours = _fmt(cell["test_acc_mean"], cell["test_acc_std"]) if cell else "not run"
-            seeds = cell["seeds"] if cell else 0
-            failed = cell["failed_runs"] if cell else ""
+            missing = "cannot run" if name in summary["unavailable"] else "not run"
+            ours = _fmt(cell["test_acc_mean"], cell["test_acc_std"]) if cell else missing
+            seeds = f"{cell.get('completed_runs', cell['seeds'])}/{cell['seeds']}" if cell else 0
+            failed = _failed_text(cell) if cell else ""
             st = ", ".join(f"{k} {v}" for k, v in sorted(cell["backward_status"].items())) if cell else ""
             lines.append(f"| {LABELS[m]} | {ours} | {seeds} | {failed} | {st} | {_fmt(*p) if p else '—'} |")
         lines.append("")

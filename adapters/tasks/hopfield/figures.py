@@ -8,7 +8,21 @@ import numpy as np
 
 from .stats import PAPER_NAMES
 
-__all__ = ["plot_all"]
+__all__ = ["plot_all", "method_colors", "METHOD_ORDER"]
+
+#: Drawing order, and with it the colour of each method (the same in every panel and figure).
+METHOD_ORDER = ("bptt", "tbptt", "rbp", "cg", "neumann", "gmres", "lsqr", "rneumann", "fallback")
+
+
+def method_colors(methods) -> dict:
+    """One colour per method, fixed by :data:`METHOD_ORDER` (not by the order a panel plots in).
+
+    Methods outside :data:`METHOD_ORDER` get the colours after it, in sorted order.
+    """
+    palette = [f"C{i}" for i in range(10)] + ["#7f7f00", "#007f7f", "#7f007f"]
+    known = list(METHOD_ORDER)
+    extra = sorted(set(methods) - set(known))
+    return {m: palette[i % len(palette)] for i, m in enumerate(known + extra) if m in set(methods)}
 
 
 def _plt():
@@ -40,40 +54,59 @@ def _median_curve(rows):
             return np.nanmedian(arr, axis=0)
 
 
+def _ordered(cells):
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(cells.items(), key=lambda item: (rank.get(item[0][0], len(rank)), item[0][0], item[0][1]))
+
+
 def plot_curves(results, path: Path, truncations):
-    """Fig. 1a-b: median training loss (per epoch) and validation error per method, one column per K."""
+    """Fig. 1a-b: median training loss (per epoch) and validation error per method, one column per K.
+
+    Each method keeps one colour in every panel, and a single legend (below the panels) names
+    them all, so it is valid for every column.
+    """
     plt = _plt()
     cells = _by_cell(results)
-    fig, axes = plt.subplots(2, len(truncations), figsize=(4.2 * len(truncations), 6.5), squeeze=False)
+    colors = method_colors({m for m, _ in cells})
+    fig, axes = plt.subplots(2, len(truncations), figsize=(4.2 * len(truncations), 7.0), squeeze=False)
+    handles = {}
     for col, K in enumerate(truncations):
-        for (m, k), rows in cells.items():
+        for (m, k), rows in _ordered(cells):
             if k != K and m != "bptt":
                 continue
             every = rows[0].get("train_loss_every", 1)
             train = _median_curve([r["train_loss"] for r in rows])
-            axes[0, col].plot(np.arange(len(train)) * every, train, label=PAPER_NAMES[m])
+            (line,) = axes[0, col].plot(np.arange(len(train)) * every, train, color=colors[m],
+                                        label=PAPER_NAMES[m])
+            handles.setdefault(m, line)
             steps = [s for s, _ in rows[0]["valid"]]
             valid = _median_curve([[e for _, e in r["valid"]] for r in rows])
-            axes[1, col].plot(steps[: len(valid)], valid, marker=".", label=PAPER_NAMES[m])
+            axes[1, col].plot(steps[: len(valid)], valid, marker=".", color=colors[m], label=PAPER_NAMES[m])
         axes[0, col].set_title(f"truncation K = {K}")
         axes[0, col].set_yscale("log")
         axes[1, col].set_xlabel("training step")
     axes[0, 0].set_ylabel("training loss (L1, median of trials)")
     axes[1, 0].set_ylabel("validation error (corrupted input)")
-    axes[0, -1].legend(fontsize=7)
-    fig.tight_layout()
+    order = [m for m in colors if m in handles]
+    fig.legend([handles[m] for m in order], [PAPER_NAMES.get(m, m) for m in order], loc="lower center",
+               ncol=min(len(order), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return {m: colors[m] for m in order}
 
 
 def plot_diff_norms(results, path: Path, K):
     """Fig. 1c: ``||h_t - h_{t-1}||`` over the 50 updates at the end of training (median of trials)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for (m, k), rows in _by_cell(results).items():
+    cells = _by_cell(results)
+    colors = method_colors({m for m, _ in cells})
+    for (m, k), rows in _ordered(cells):
         if k == K or m == "bptt":
             curve = _median_curve([r["diff_norms"] for r in rows if r["diff_norms"]])
-            ax.semilogy(np.arange(1, len(curve) + 1), np.maximum(curve, 1e-12), label=PAPER_NAMES[m])
+            ax.semilogy(np.arange(1, len(curve) + 1), np.maximum(curve, 1e-12), color=colors[m],
+                        label=PAPER_NAMES[m])
     ax.set_xlabel("update t")
     ax.set_ylabel("||h_t - h_{t-1}|| (median of trials)")
     ax.set_title(f"difference norm after training, K = {K}")
