@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods import canonical
 from .stats import PAPER_NAMES
 
 __all__ = ["plot_all"]
@@ -23,7 +24,7 @@ def _plt():
 def _by_cell(results):
     cells = {}
     for r in results:
-        cells.setdefault((r["config"]["method"], r["config"]["truncate"]), []).append(r)
+        cells.setdefault((canonical(r["config"]["method"]), r["config"]["truncate"]), []).append(r)
     return cells
 
 

@@ -13,10 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods import canonical
 from .stats import PAPER_NAMES, PAPER_TABLE1, wilson
 from .train import SUCCESS_RATIO, TrainConfig, train_trial
 
-__all__ = ["run_grid", "compact", "summarize", "table_markdown"]
+__all__ = ["run_grid", "compact", "canonical_trials", "summarize", "table_markdown"]
+
+
+def canonical_trials(trials: list[dict]) -> list[dict]:
+    """``trials`` with every ``config.method`` canonical: run files written before the shared
+    method table say ``neumann``, ``cg``, ``rneumann``."""
+    for trial in trials:
+        trial["config"]["method"] = canonical(trial["config"]["method"])
+    return trials
 
 
 def _cells(methods, truncations):
@@ -59,7 +68,7 @@ def summarize(results: list[dict]) -> dict:
     """``{(method, K): {n, success, rate, low, high, nan, diverging_trials}}``."""
     cells = {}
     for r in results:
-        key = (r["config"]["method"], r["config"]["truncate"])
+        key = (canonical(r["config"]["method"]), r["config"]["truncate"])
         c = cells.setdefault(key, {"n": 0, "success": 0, "nan": 0, "diverging_trials": 0, "ratios": []})
         c["n"] += 1
         c["success"] += r["status"] == "success"
