@@ -19,7 +19,6 @@ without it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -212,8 +211,3 @@ def _isatty(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def env_data() -> str | None:
-    """``$RBPSOLVE_DATA`` if set (for messages)."""
-    return os.environ.get(ENV_VAR) or None

@@ -18,7 +18,7 @@ from rbpsolve.adapters.torch import ConvergenceWarning
 
 from ..data.planetoid import load_planetoid
 from .features import pca, random_split
-from .methods import GNN_METHODS, METHODS, final_state, method_name
+from .methods import GNN_METHODS, final_state, method_name
 from .model import GRUGraphNet, LogisticBaseline
 
 __all__ = ["Config", "Prepared", "prepare", "train", "PCA_DIMS"]
