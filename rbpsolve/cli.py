@@ -115,17 +115,17 @@ TASKS = {
 
 
 def _run_task(command: str, name: str, argv: list[str]) -> int:
+    # The task modules import torch, matplotlib and tqdm only when they need them (--help needs none).
     try:
         module = importlib.import_module(TASKS[name])
+        entry = module.task_main if command == "task" else module.reproduce_main
+        return entry(argv)
     except ImportError as error:
         if error.name not in ("torch", "matplotlib", "tqdm"):
             raise
-        raise SystemExit(
-            f"rbpsolve {command} {name} needs torch and the plotting extras: pip install 'rbpsolve[torch,plot]' "
-            f"({error})"
-        ) from error
-    entry = module.task_main if command == "task" else module.reproduce_main
-    return entry(argv)
+        sys.stderr.write(f"rbpsolve {command} {name}: error: needs torch and the plotting extras: "
+                         f"pip install 'rbpsolve[torch,plot]' ({error})\n")
+        return 2
 
 
 def _operator(net, backend: str, *, declare_norm: bool):
@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     # `rbpsolve task --help` must reach the top-level help, `rbpsolve task hopfield --help` the task's.
     if len(argv) == 2 and argv[0] in ("task", "reproduce") and argv[1] in ("-h", "--help"):
         argv = ["--help"]
+    if len(argv) >= 1 and argv[0] in ("task", "reproduce") and (len(argv) == 1 or argv[1].startswith("-")):
+        sys.stderr.write(f"rbpsolve {argv[0]}: error: name a task: {', '.join(TASKS)} "
+                         f"(usage: rbpsolve {argv[0]} NAME [options]; options: rbpsolve {argv[0]} NAME --help)\n")
+        return 2
     args = _build_parser().parse_args(argv)
     if args.command in ("task", "reproduce"):
         return _run_task(args.command, args.name, args.task_args)

@@ -158,7 +158,7 @@ def test_every_method_end_to_end(method):
 
 def test_bad_input_is_named():
     d = tiny_data()
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown method 'sgd'; choose one of"):
         meta_step(TINY, tiny_theta(), d, method="sgd", steps=3, truncate=2)
     with pytest.raises(ValueError, match="needs truncate K"):
         meta_step(TINY, tiny_theta(), d, method="neumann", steps=3)
@@ -186,7 +186,7 @@ def test_cli_quick_runs_on_mnist(tmp_path):
 
     assert task_main(["--quick", "--method", "neumann", "--out", str(tmp_path / "t"), "--no-progress"]) == 0
     res = json.loads((tmp_path / "t" / "results.json").read_text())
-    rec = res["cells"][0]["methods"]["neumann"]
+    rec = res["cells"][0]["methods"]["neumann_rbp"]  # the canonical name of the alias given
     assert rec["solves"][0]["num_vjp"] == 5 and 0 <= rec["test"]["error"] <= 1
     assert (tmp_path / "t" / "fig5_training_loss.png").stat().st_size > 1000
 
@@ -198,7 +198,7 @@ def test_reproduce_writes_table_and_figures(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(0)
     part = lambda n: (torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g))  # noqa: E731
     split = {"train": part(300), "val": part(100), "test": part(100)}
-    monkeypatch.setattr(cli, "_load", lambda args, sizes: (Data(*split["train"], *split["train"]), split))
+    monkeypatch.setattr(cli, "_load", lambda args, sizes, prog=None: (Data(*split["train"], *split["train"]), split))
     argv = ["--grid", "6,3", "8,3", "--meta-steps", "2", "--batch-size", "50", "--methods", "bptt", "tbptt",
             "--out", str(tmp_path / "r"), "--no-progress"]
     assert cli.reproduce_main(argv) == 0
@@ -218,14 +218,14 @@ def test_agreement_mode_compares_with_bptt(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(0)
     part = lambda n: (torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g))  # noqa: E731
     split = {"train": part(200), "val": part(50), "test": part(50)}
-    monkeypatch.setattr(cli, "_load", lambda args, sizes: (Data(*split["train"], *split["train"]), split))
+    monkeypatch.setattr(cli, "_load", lambda args, sizes, prog=None: (Data(*split["train"], *split["train"]), split))
     argv = ["--agreement", "--grid", "6,6", "--batch-size", "50", "--methods", "bptt", "tbptt", "neumann",
             "--out", str(tmp_path), "--no-progress"]
     assert cli.reproduce_main(argv) == 0
     rows = json.loads((tmp_path / "agreement.json").read_text())["rows"]
     tb = next(r for r in rows if r["method"] == "tbptt")
     assert tb["cosine"] == pytest.approx(1.0, abs=1e-5) and tb["rel_error"] < 1e-4  # K = T: TBPTT is BPTT
-    assert -1 <= next(r for r in rows if r["method"] == "neumann")["cosine"] <= 1
+    assert -1 <= next(r for r in rows if r["method"] == "neumann_rbp")["cosine"] <= 1
 
 
 def _fake_results(cells, command):
@@ -250,7 +250,8 @@ def test_merge_joins_cells_run_side_by_side(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert [(c["steps"], c["truncate"]) for c in res["cells"]] == [(100, 50), (500, 50), (1500, 50), (100, 100)]
     k100 = res["cells"][3]["methods"]
-    assert list(k100) == ["bptt", "tbptt", "neumann"] and k100["bptt"]["shared_with_cell"] == "T=100"
+    # older files' "neumann" comes out canonical
+    assert list(k100) == ["bptt", "tbptt", "neumann_rbp"] and k100["bptt"]["shared_with_cell"] == "T=100"
     assert "bptt" not in res["cells"][2]["methods"]  # no BPTT run at T = 1500 to borrow
     assert res["commands"] == ["a", "b"] and res["seconds_total"] == 20.0
     table = (out / "summary.md").read_text()
@@ -260,21 +261,28 @@ def test_merge_joins_cells_run_side_by_side(tmp_path):
     assert json.loads((tmp_path / "a" / "results.json").read_text()) == a
 
 
-def test_merge_refuses_a_method_run_twice(tmp_path):
+def _refused(capsys, argv, message):
+    from rbpsolve.adapters.tasks.hyperopt import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.reproduce_main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # one line; "writing to ..." may come before it
+    assert info.value.code == 2 and last.startswith("rbpsolve reproduce hyperopt: error: --merge: ") and message in last
+
+
+def test_merge_refuses_a_method_run_twice(tmp_path, capsys):
     from rbpsolve.adapters.tasks.hyperopt import cli
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(_fake_results([(100, 50, ["neumann"], 2)], name)))
-    with pytest.raises(SystemExit, match="T=100, K=50 has 'neumann' in two"):
-        cli.reproduce_main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
-    with pytest.raises(SystemExit, match="does not exist"):
-        cli.reproduce_main(["--merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")])
+    _refused(capsys, ["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")],
+             "T=100, K=50 has 'neumann_rbp' in two")
+    _refused(capsys, ["--merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")], "does not exist")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "results.json").write_text(json.dumps({"grid": [[100, 50]], "rows": []}))
-    with pytest.raises(SystemExit, match="result set 2 has no 'cells' list"):
-        cli.reproduce_main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m")])
+    _refused(capsys, ["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m")],
+             "result set 2 has no 'cells' list")
     (tmp_path / "c" / "results.json").write_text('{"cells": [')
-    with pytest.raises(SystemExit, match="is not valid JSON"):
-        cli.reproduce_main(["--merge", str(tmp_path / "c"), "--out", str(tmp_path / "m")])
+    _refused(capsys, ["--merge", str(tmp_path / "c"), "--out", str(tmp_path / "m")], "is not valid JSON")
     assert not (tmp_path / "m").exists()  # nothing written on refusal

@@ -11,70 +11,58 @@ With ``h^T = F^T(h^0)`` and loss ``L(h^T)``:
   ``rbp`` FixedPoint (Alg. 1), ``cg_rbp`` CGNE (Eq. 16, Alg. 2), ``neumann_rbp`` Neumann
   (Alg. 3), and the core's further solvers ``gmres``, ``lsqr``, ``randomized_neumann``.
 
-Every Krylov or series solver gets ``max_steps = K`` and no tolerance (a fixed budget, as the
-original code); ``rbp`` gets ``max_steps = K`` too but with its divergence test, so a
-diverging iteration is reported, not hidden, and starts, as the original code's RBP does
-(``model/rbp.py`` of lrjconan/RBP), from ``z_0 ~ U(0, 1)`` drawn from torch's global
-generator (seeded by the run's seed): ``z_K = (J^T)^K z_0 + sum_{t<K} (J^T)^t g``.
+The solvers and their settings are the shared table of :mod:`rbpsolve.adapters.tasks.methods`
+(a fixed budget of ``K`` steps, no tolerance; ``rbp`` and ``neumann_rbp`` with
+``divergence_factor=inf``, as the original code, which sums its ``K`` terms whatever they do).
+``rbp`` starts, as the original code's RBP does (``model/rbp.py`` of lrjconan/RBP), from
+``z_0 ~ U(0, 1)`` drawn from torch's global generator (seeded by the run's seed):
+``z_K = (J^T)^K z_0 + sum_{t<K} (J^T)^t g``.
+
+Departures of this task from the table, stated where they are made: ``baseline`` (no
+propagation at all, Table 2's first row) exists only here, ``fallback`` is not offered, and
+``randomized_neumann`` keeps a head of ``K`` terms with continue probability 1/2 (see
+:func:`backward_solver`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
 import rbpsolve
 from rbpsolve.adapters.torch import fixed_point, unroll
 
+from .. import methods as _table
+
 __all__ = ["ALIASES", "method_name", "METHODS", "GNN_METHODS", "PAPER_METHODS", "backward_solver", "final_state",
            "StepReport"]
 
-PAPER_METHODS = ("baseline", "bptt", "tbptt", "rbp", "cg_rbp", "neumann_rbp")
+#: Table 2's rows: a baseline without propagation (this task only), then the paper's five.
+PAPER_METHODS = ("baseline",) + _table.PAPER_METHODS
 EXTRA_METHODS = ("gmres", "lsqr", "randomized_neumann")
 METHODS = PAPER_METHODS + EXTRA_METHODS
 GNN_METHODS = tuple(m for m in METHODS if m != "baseline")
-#: The short names the Hopfield and hyperopt tasks use for the same methods.
-ALIASES = {"neumann": "neumann_rbp", "cg": "cg_rbp", "rneumann": "randomized_neumann"}
+ALIASES = _table.ALIASES
 
 
 def method_name(name: str) -> str:
-    """``name`` lower-cased, with a short alias (``neumann``, ``cg``, ``rneumann``) made full."""
-    name = name.strip().lower()
-    return ALIASES.get(name, name)
+    """The canonical name of any spelling of a method (``neumann`` -> ``neumann_rbp``); ValueError if unknown."""
+    return _table.canonical(name, METHODS)
 
 
-LABELS = {
-    "baseline": "Baseline", "bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "cg_rbp": "CG-RBP",
-    "neumann_rbp": "Neumann-RBP", "gmres": "GMRES-RBP", "lsqr": "LSQR-RBP", "randomized_neumann": "RandNeumann-RBP",
-}
+LABELS = {"baseline": "Baseline", **{m: _table.label(m) for m in GNN_METHODS}}
 
 
 def backward_solver(method: str, K: int):
-    """The rbpsolve solver of an RBP-family method with budget ``K`` (see the module docstring)."""
-    fixed = dict(max_steps=K, rtol=0.0, atol=0.0)
-    # The paper's series methods sum their K terms whatever the terms do, as in the other two
-    # tasks: divergence_factor=inf keeps rbpsolve's divergence checks (DIVERGED, then the best
-    # iterate under on_failure="warn") from changing the task's gradients. (The published rbp
-    # runs had a running check at 1e4, which a budget of K <= 20 steps cannot trip below
-    # rho(J) ~ 1.58.)
-    series = dict(fixed, divergence_factor=math.inf)
-    if method == "rbp":
-        return rbpsolve.FixedPoint(**series)
-    if method == "cg_rbp":
-        return rbpsolve.CGNE(**fixed)
-    if method == "neumann_rbp":
-        return rbpsolve.Neumann(**series)
-    if method == "gmres":
-        return rbpsolve.GMRES(**fixed)
-    if method == "lsqr":
-        return rbpsolve.LSQR(**fixed)
+    """The rbpsolve solver of an RBP-family method with budget ``K`` (the shared table's)."""
+    method = _table.canonical(method, GNN_METHODS[2:])
     if method == "randomized_neumann":
-        # A head of K terms, then Russian roulette with continue probability 1/2 (one more product on average).
-        return rbpsolve.RandomizedNeumann(min_steps=K, continue_prob=0.5, max_steps=10 * K, rtol=0.0, atol=0.0,
-                                          divergence_factor=math.inf)
-    raise ValueError(f"{method!r} is not an RBP-family method; choose one of {', '.join(GNN_METHODS[2:])}")
+        # Departure from the table (K products on average): the runs of this task keep a head of
+        # K terms, then Russian roulette with continue probability 1/2 (one more product on average),
+        # so its gradient is never cheaper than Neumann-RBP's with the same K.
+        return _table.solver(method, K, min_steps=K, continue_prob=0.5)
+    return _table.solver(method, K)
 
 
 @dataclasses.dataclass
@@ -103,8 +91,7 @@ def final_state(step, h0, method: str, T: int, K: int):
     T, K : int
         Propagation steps and truncation (``T > K >= 1``).
     """
-    if method not in GNN_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(GNN_METHODS)}")
+    method = _table.canonical(method, GNN_METHODS)
     if not (1 <= K < T):
         raise ValueError(f"need 1 <= truncate K < steps T; got K={K}, T={T}")
     if method == "bptt":

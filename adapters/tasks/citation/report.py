@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .methods import LABELS, METHODS
+from .methods import LABELS, METHODS, method_name
 
 __all__ = ["PAPER_TABLE2", "summarize", "write_table", "write_figures", "load_runs", "is_failed", "FAILED_RULE"]
 
@@ -33,8 +33,11 @@ PAPER_TABLE2 = {
 
 
 def load_runs(run_dir: Path) -> list[dict]:
-    """Every ``<dataset>/<method>-seed<k>.json`` under ``run_dir``."""
-    return [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("*/*-seed*.json"))]
+    """Every ``<dataset>/<method>-seed<k>.json`` under ``run_dir``, method names made canonical."""
+    runs = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("*/*-seed*.json"))]
+    for run in runs:
+        run["config"]["method"] = method_name(run["config"]["method"])
+    return runs
 
 
 def _stats(values):

@@ -18,7 +18,7 @@ from rbpsolve.adapters.torch import ConvergenceWarning
 
 from ..data.planetoid import load_planetoid
 from .features import pca, random_split
-from .methods import GNN_METHODS, METHODS, final_state
+from .methods import GNN_METHODS, final_state, method_name
 from .model import GRUGraphNet, LogisticBaseline
 
 __all__ = ["Config", "Prepared", "prepare", "train", "PCA_DIMS"]
@@ -73,8 +73,7 @@ class Config:
     root: str | None = None
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        object.__setattr__(self, "method", method_name(self.method))  # canonical; ValueError if unknown
         for name in ("steps", "truncate", "epochs", "eval_every"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):

@@ -6,23 +6,33 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods import canonical
 from .stats import PAPER_NAMES
 
 __all__ = ["plot_all", "method_colors", "METHOD_ORDER"]
 
 #: Drawing order, and with it the colour of each method (the same in every panel and figure).
-METHOD_ORDER = ("bptt", "tbptt", "rbp", "cg", "neumann", "gmres", "lsqr", "rneumann", "fallback")
+METHOD_ORDER = ("bptt", "tbptt", "rbp", "cg_rbp", "neumann_rbp", "gmres", "lsqr", "randomized_neumann", "fallback")
 
 
 def method_colors(methods) -> dict:
     """One colour per method, fixed by :data:`METHOD_ORDER` (not by the order a panel plots in).
 
-    Methods outside :data:`METHOD_ORDER` get the colours after it, in sorted order.
+    Names are made canonical first (old run files say ``neumann``, ``cg``, ``rneumann``);
+    methods outside :data:`METHOD_ORDER` get the colours after it, in sorted order.
     """
     palette = [f"C{i}" for i in range(10)] + ["#7f7f00", "#007f7f", "#7f007f"]
     known = list(METHOD_ORDER)
-    extra = sorted(set(methods) - set(known))
-    return {m: palette[i % len(palette)] for i, m in enumerate(known + extra) if m in set(methods)}
+    wanted = {_canonical_or_same(m) for m in methods}
+    extra = sorted(wanted - set(known))
+    return {m: palette[i % len(palette)] for i, m in enumerate(known + extra) if m in wanted}
+
+
+def _canonical_or_same(name):
+    try:
+        return canonical(name)
+    except (ValueError, KeyError):
+        return name  # not a method of the table: its own colour after the table's
 
 
 def _plt():
@@ -37,7 +47,7 @@ def _plt():
 def _by_cell(results):
     cells = {}
     for r in results:
-        cells.setdefault((r["config"]["method"], r["config"]["truncate"]), []).append(r)
+        cells.setdefault((canonical(r["config"]["method"]), r["config"]["truncate"]), []).append(r)
     return cells
 
 

@@ -3,26 +3,15 @@ r"""The training methods of Table 1: one gradient of the loss at ``h_T`` per met
 All run ``T = 50`` updates ``h_{t+1} = F(h_t)`` from ``h_0 = x`` and differentiate
 ``L(h_T)``; they differ only in the backward pass, whose budget is the truncation ``K``:
 
-========  ======================================================================================
-method    gradient (as in ``model/hopfield_net.py`` / ``model/rbp.py`` of lrjconan/RBP)
-========  ======================================================================================
-bptt      back-propagation through all 50 updates (``unroll(F, h0, 50)``)
-tbptt     through the last ``K`` updates only (``unroll(F, h0, 50, truncate=K)``)
-rbp       original RBP (Algorithm 1): ``z <- J^T z + g`` for ``K`` steps from
-          ``z_0 ~ U(0, 1)^n``, as the paper's code does (``rbpsolve.FixedPoint``)
-cg        CG-RBP (Eq. 16): ``K`` CG steps on ``(I - J)(I - J^T) z = (I - J) g``
-          (``rbpsolve.CGNE``)
-neumann   Neumann-RBP (Algorithm 2): ``z = sum_{t=0}^{K} (J^T)^t g`` (``rbpsolve.Neumann``)
-gmres     ``K`` GMRES steps on ``(I - J^T) z = g`` (beyond the paper)
-lsqr      ``K`` LSQR steps (beyond the paper)
-rneumann  Russian-roulette Neumann series, unbiased, ``K`` products on average: ``K/2`` fixed
-          terms, then continue with probability ``K / (K + 2)`` (beyond the paper)
-fallback  Neumann-RBP, switching to GMRES(K) when the series diverges (beyond the paper)
-========  ======================================================================================
+The methods and their solver settings are the shared table of
+:mod:`rbpsolve.adapters.tasks.methods` (``bptt``, ``tbptt``, ``rbp``, ``cg_rbp``,
+``neumann_rbp``, ``gmres``, ``lsqr``, ``randomized_neumann``, ``fallback``; the older
+short names ``neumann``, ``cg``, ``rneumann`` are accepted). This task follows it exactly;
+``fallback`` (Neumann-RBP, then GMRES(K) when the series diverges) is run by this task only.
 
 The RBP methods take ``J = dF/dh`` at ``h_{T-1}`` and send ``z`` through the last update
 ``h_T = F(h_{T-1})``, so the parameter gradient is ``z^T dF/dW`` (Eq. 6). The plain series
-(``rbp``, ``neumann``) run their ``K`` steps whatever happens, as the paper's code does
+(``rbp``, ``neumann_rbp``) run their ``K`` steps whatever happens, as the paper's code does
 (``divergence_factor=inf``); a solve is *flagged* diverging when its update norm grew by
 more than 10^4 over its smallest value (rbpsolve's default rule), and a trial whose loss
 becomes non-finite stops there and counts as failed.
@@ -38,12 +27,13 @@ import torch
 import rbpsolve
 from rbpsolve.adapters.torch import fixed_point, unroll
 
+from .. import methods as _table
+
 __all__ = ["METHODS", "PAPER_METHODS", "Step", "gradient"]
 
-PAPER_METHODS = ("bptt", "tbptt", "rbp", "cg", "neumann")
-METHODS = PAPER_METHODS + ("gmres", "lsqr", "rneumann", "fallback")
-DIVERGENCE_FACTOR = 1e4
-CG_RETRY_RTOL = 1e-6
+PAPER_METHODS = _table.PAPER_METHODS
+METHODS = PAPER_METHODS + _table.EXTRA_METHODS
+DIVERGENCE_FACTOR = _table.FLAG_FACTOR
 
 
 @dataclasses.dataclass
@@ -60,23 +50,9 @@ class Step:
 
 
 def _solver(method: str, K: int, rng: torch.Generator):
-    if method == "rbp":
-        return rbpsolve.FixedPoint(max_steps=K, rtol=0.0, atol=0.0, divergence_factor=math.inf)
-    if method == "neumann":
-        return rbpsolve.Neumann(max_steps=K, divergence_factor=math.inf)
-    if method == "cg":
-        return rbpsolve.CGNE(max_steps=K, rtol=0.0, atol=0.0)
-    if method == "gmres":
-        return rbpsolve.GMRES(max_steps=K, restart=K, rtol=0.0, atol=0.0)
-    if method == "lsqr":
-        return rbpsolve.LSQR(max_steps=K, rtol=0.0, atol=0.0)
-    if method == "rneumann":
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-        return rbpsolve.RandomizedNeumann(continue_prob=K / (K + 2), min_steps=K // 2, max_steps=10 * K, seed=seed)
-    if method == "fallback":
-        return rbpsolve.Fallback(rbpsolve.Neumann(max_steps=K, divergence_factor=DIVERGENCE_FACTOR),
-                                 rbpsolve.GMRES(max_steps=K, restart=K, rtol=0.0, atol=0.0))
-    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "randomized_neumann":  # the table's settings, its draws seeded from this trial's generator
+        return _table.solver(method, K, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=rng)))
+    return _table.solver(method, K)
 
 
 def _diverging(result) -> bool:
@@ -107,16 +83,15 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
     image : torch.Tensor
         The clean binary pattern (flattened or not).
     method : str
-        One of :data:`METHODS`.
+        One of :data:`METHODS`, or an alias (``neumann``, ``cg``, ``rneumann``).
     K : int
         Truncation: TBPTT's kept updates, the RBP solvers' steps (ignored by ``bptt``).
     steps : int
         ``T``, the number of updates (50).
     rng : torch.Generator, optional
-        For the random start of ``rbp`` and the draws of ``rneumann``.
+        For the random start of ``rbp`` and the draws of ``randomized_neumann``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    method = _table.canonical(method, METHODS)
     if isinstance(K, bool) or not isinstance(K, int) or K < 1:
         raise ValueError(f"truncation K must be an int >= 1; got {K!r}")
     rng = torch.Generator(device=image.device).manual_seed(0) if rng is None else rng
@@ -141,16 +116,7 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
     solver = _solver(method, K, rng)
     # The paper's code starts RBP's iteration at z_0 ~ U(0, 1); the other solvers at 0.
     start = (lambda g: torch.rand(g.shape, generator=rng, dtype=g.dtype, device=g.device)) if method == "rbp" else None
-    try:
-        grad, loss, res = _implicit(net, F, x, image, steps, solver, start)
-    except ZeroDivisionError:
-        if method != "cg":
-            raise
-        # rbpsolve's CGNE divides by ||p||^2, which underflows to 0 in float32 when a fixed-budget
-        # solve (rtol = atol = 0, least-squares test off) runs on past a (least-squares) solution.
-        # Redo the step with a tolerance, which stops it there (CONVERGED or LEAST_SQUARES).
-        norms.clear()
-        grad, loss, res = _implicit(net, F, x, image, steps, rbpsolve.CGNE(max_steps=K, rtol=CG_RETRY_RTOL))
+    grad, loss, res = _implicit(net, F, x, image, steps, solver, start)
     return Step(float(loss.detach()), grad, _floats(norms, steps), res.status.name, _diverging(res), res.num_vjp,
                 res.num_jvp)
 

@@ -13,10 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods import canonical
 from .stats import PAPER_NAMES, PAPER_TABLE1, wilson
 from .train import SUCCESS_RATIO, TrainConfig, train_trial
 
-__all__ = ["run_grid", "compact", "summarize", "table_markdown", "first_epoch_ratio"]
+__all__ = ["run_grid", "compact", "canonical_trials", "summarize", "table_markdown", "first_epoch_ratio"]
+
+
+def canonical_trials(trials: list[dict]) -> list[dict]:
+    """``trials`` with every ``config.method`` canonical: run files written before the shared
+    method table say ``neumann``, ``cg``, ``rneumann``."""
+    for trial in trials:
+        trial["config"]["method"] = canonical(trial["config"]["method"])
+    return trials
 
 
 def first_epoch_ratio(trial: dict) -> float | None:
@@ -74,7 +83,7 @@ def summarize(results: list[dict]) -> dict:
     """``{(method, K): {n, success, rate, low, high, nan, diverging_trials}}``."""
     cells = {}
     for r in results:
-        key = (r["config"]["method"], r["config"]["truncate"])
+        key = (canonical(r["config"]["method"]), r["config"]["truncate"])
         c = cells.setdefault(key, {"n": 0, "success": 0, "nan": 0, "diverging_trials": 0, "ratios": []})
         c["n"] += 1
         c["success"] += r["status"] == "success"
@@ -134,7 +143,7 @@ def table_markdown(results: list[dict], command: str, extra: dict | None = None)
               "| method | truncation | successes / trials | median final / first-epoch loss |", "|---|---:|---:|---:|"]
     by_cell = {}
     for r in results:
-        by_cell.setdefault((r["config"]["method"], r["config"]["truncate"]), []).append(first_epoch_ratio(r))
+        by_cell.setdefault((canonical(r["config"]["method"]), r["config"]["truncate"]), []).append(first_epoch_ratio(r))
     for (m, K), ratios in by_cell.items():
         known = [x for x in ratios if x is not None]
         wins = sum(x < SUCCESS_RATIO for x in known)

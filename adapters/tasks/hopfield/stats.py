@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 
+from ..methods import METHODS, label
+
 __all__ = ["wilson", "PAPER_TABLE1", "PAPER_NAMES"]
 
 #: Table 1 of Liao et al. (2018): success rate (%) per truncation, 100 trials a cell in the paper.
 PAPER_TABLE1 = {
     "tbptt": {10: 100, 20: 100, 30: 100},
     "rbp": {10: 1, 20: 4, 30: 99},
-    "cg": {10: 100, 20: 100, 30: 100},
-    "neumann": {10: 100, 20: 100, 30: 100},
+    "cg_rbp": {10: 100, 20: 100, 30: 100},
+    "neumann_rbp": {10: 100, 20: 100, 30: 100},
 }
-PAPER_NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "cg": "CG-RBP", "neumann": "Neumann-RBP",
-               "gmres": "GMRES-RBP", "lsqr": "LSQR-RBP", "rneumann": "Randomized Neumann-RBP",
-               "fallback": "Neumann->GMRES fallback"}
+#: Display names, from the shared table (canonical names; map older ones with ``methods.canonical``).
+PAPER_NAMES = {m: label(m) for m in METHODS}
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

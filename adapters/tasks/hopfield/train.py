@@ -19,7 +19,8 @@ import time
 import numpy as np
 import torch
 
-from .methods import gradient
+from ..methods import canonical
+from .methods import METHODS, gradient
 from .model import HopfieldNet
 from .patterns import corrupt
 
@@ -32,7 +33,7 @@ SUCCESS_RATIO = 0.5
 class TrainConfig:
     """Settings of one run (defaults: the paper's ``config/hopfield.yaml``)."""
 
-    method: str = "neumann"
+    method: str = "neumann_rbp"
     truncate: int = 20
     iters: int = 10_000
     hidden: int = 1024
@@ -42,6 +43,9 @@ class TrainConfig:
     valid_every: int = 100
     seed: int = 0
     device: str = "cpu"
+
+    def __post_init__(self):  # any spelling of a method (e.g. the older "neumann") is recorded canonically
+        object.__setattr__(self, "method", canonical(self.method, METHODS))
 
 
 def mean_loss(net: HopfieldNet, patterns: torch.Tensor, steps: int) -> float:

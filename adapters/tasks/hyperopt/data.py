@@ -14,7 +14,7 @@ __all__ = ["SPLIT", "load_split"]
 SPLIT = (10_000, 50_000, 10_000)
 
 
-def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32):
+def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32, download=False):
     """``{"train": (x, y), "val": (x, y), "test": (x, y)}``: inputs ``(N, 784)``, int64 labels.
 
     Parameters
@@ -23,6 +23,8 @@ def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32):
         The data directory (see :func:`rbpsolve.adapters.tasks.data.mnist.load_mnist`).
     sizes : (int, int, int)
         Training, validation and test sizes taken in order from the 70,000 images.
+    download : bool
+        Let the loader fetch missing MNIST files.
     """
     from rbpsolve.adapters.tasks.data.mnist import load_mnist
 
@@ -30,7 +32,7 @@ def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32):
         raise ValueError(f"sizes must be three positive counts summing to at most 70,000; got {sizes}")
     xs, ys = [], []
     for part in ("train", "test"):
-        images, labels = load_mnist(part, root=root)
+        images, labels = load_mnist(part, root=root, download=download)
         xs.append(torch.as_tensor(images.reshape(len(images), -1), dtype=torch.float64) / 255.0)
         ys.append(torch.as_tensor(labels, dtype=torch.int64))
     mean = xs[0].mean(dim=0)

@@ -11,9 +11,10 @@ import math
 import time
 
 import torch
-from tqdm.auto import tqdm
 
-from .hypergrad import Data, meta_step
+from .._cli import progress_bar
+from ..methods import canonical
+from .hypergrad import METHODS, Data, meta_step
 from .sgd import MLP, TrainingStep, hyper_init, init_state
 from .hypergrad import batch_schedule
 
@@ -21,7 +22,7 @@ __all__ = ["PAPER_GRID", "FIG5_METHODS", "optimise", "evaluate"]
 
 #: (training steps T, truncation K) of Figure 5.
 PAPER_GRID = ((100, 50), (500, 50), (1000, 50), (1500, 50), (100, 100), (500, 100), (1500, 100))
-FIG5_METHODS = ("bptt", "tbptt", "rbp", "neumann")
+FIG5_METHODS = ("bptt", "tbptt", "rbp", "neumann_rbp")
 
 
 def optimise(
@@ -52,6 +53,7 @@ def optimise(
     """
     if meta_steps < 1:
         raise ValueError(f"meta_steps must be at least 1; got {meta_steps}")
+    method = canonical(method, METHODS)
     device = data.x_train.device
     theta = torch.nn.Parameter(hyper_init(mlp, lr=lr, momentum=momentum, device=device))
     opt = torch.optim.Adam([theta], lr=meta_lr)
@@ -59,8 +61,8 @@ def optimise(
     record = {"method": method, "steps": steps, "truncate": truncate, "meta_steps": meta_steps,
               "meta_lr": meta_lr, "decay_at": decay_at, "batch_size": batch_size, "seed": seed,
               "meta_loss_log10": [], "seconds": [], "solves": []}
-    bar = tqdm(range(meta_steps), desc=desc or f"{method} T={steps} K={truncate}", disable=not progress, leave=False)
-    for i in bar:
+    bar = progress_bar(total=meta_steps, desc=desc or f"{method} T={steps} K={truncate}", enabled=progress, leave=False)
+    for i in range(meta_steps):
         r = meta_step(mlp, theta, data, method=method, steps=steps, truncate=truncate, batch_size=batch_size, seed=seed)
         if i == decay_at:
             for group in opt.param_groups:
@@ -74,6 +76,8 @@ def optimise(
             record["solves"].append(r.solve)
         record["last_train_loss_log10"] = [math.log10(v) for v in r.train_losses]
         bar.set_postfix(meta_loss=f"{r.meta_loss:.4f}")
+        bar.update()
+    bar.close()
     th = theta.detach()
     record["theta"] = th.cpu().tolist()
     record["lr"] = torch.exp(th[0]).cpu().tolist()
@@ -104,8 +108,11 @@ def gradient_agreement(mlp: MLP, data: Data, grid, methods, *, batch_size=200, s
     """
     theta = hyper_init(mlp, device=data.x_train.device)
     rows, exact = [], {}
+    methods = [canonical(m, METHODS) for m in methods]
     cells = [(T, K, m) for T, K in grid for m in methods if m != "bptt"]
-    for T, K, m in tqdm(cells, desc="hypergradients", disable=not progress, leave=False):
+    bar = progress_bar(total=len(cells), desc="hypergradients", enabled=progress, leave=False)
+    for T, K, m in cells:
+        bar.update()
         if T not in exact:
             exact[T] = meta_step(mlp, theta, data, method="bptt", steps=T, batch_size=batch_size, seed=seed).grad
         r = meta_step(mlp, theta, data, method=m, steps=T, truncate=K, batch_size=batch_size, seed=seed)
@@ -114,4 +121,5 @@ def gradient_agreement(mlp: MLP, data: Data, grid, methods, *, batch_size=200, s
                      "cosine": float(g @ ref / (g.norm() * ref.norm())),
                      "rel_error": float((g - ref).norm() / ref.norm()),
                      "norm": float(g.norm()), "bptt_norm": float(ref.norm()), "seconds": r.seconds})
+    bar.close()
     return rows

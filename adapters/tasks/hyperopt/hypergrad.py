@@ -7,7 +7,8 @@ lrjconan/RBP, followed exactly unless said otherwise):
   is taken with ``create_graph=True``), via :func:`rbpsolve.adapters.torch.unroll`;
 - ``tbptt``: the graph of the last ``K`` steps only (``unroll(..., truncate=K)``; the code
   detaches the state after step ``T - K``);
-- ``neumann``, ``rbp``, ``cg``, ``gmres``: recurrent back-propagation at the final state.
+- ``neumann_rbp``, ``rbp``, ``cg_rbp``, ``gmres`` (the older ``neumann``, ``cg`` are
+  accepted): recurrent back-propagation at the final state.
   Steps ``1 .. T-1`` run without a graph; the last step ``F_T`` is taken on the *whole*
   training set (the code's ``_update(model, momentum, train_data, train_label)`` at
   ``ii == T - 1``: the average of the step over all mini-batches, which is how the
@@ -18,11 +19,12 @@ lrjconan/RBP, followed exactly unless said otherwise):
   .. math:: z = \text{solve}\,[(I - J^\top) z = g], \qquad
             \frac{dL}{d\theta} \approx z^\top \frac{\partial F_T}{\partial \theta},
 
-  with ``Neumann(max_steps=K)`` (Neumann-RBP, Algorithm 2: ``z = sum_{k<=K} (J^T)^k g``,
-  ``K`` VJPs), ``FixedPoint(max_steps=K)`` from a uniform random ``z`` (the original
-  RBP, Algorithm 1, as the code starts it), ``CGNE(max_steps=K)`` (CG-RBP) or
-  ``GMRES(max_steps=K)``. No tolerance and no divergence test: exactly ``K`` products, as
-  in the code.
+  with the solvers of the shared table :mod:`rbpsolve.adapters.tasks.methods`, which this
+  task follows without departure: ``Neumann(max_steps=K)`` (Neumann-RBP, Algorithm 3:
+  ``z = sum_{k<=K} (J^T)^k g``, ``K`` VJPs), ``FixedPoint(max_steps=K)`` from a uniform
+  random ``z`` (the original RBP, Algorithm 1, as the code starts it), ``CGNE(max_steps=K)``
+  (CG-RBP) or ``GMRES(max_steps=K)``. No tolerance and no divergence test: exactly ``K``
+  products, as in the code.
 
 The meta-loss is the cross-entropy of the network after ``T`` steps on the meta set: the
 whole training set in the paper's code (``meta_train_loss``; the code notes that the
@@ -43,12 +45,13 @@ import torch
 import rbpsolve
 from rbpsolve.adapters.torch import jacobian_operator, unroll
 
+from .. import methods as _table
 from .sgd import MLP, TrainingStep, init_state
 
 __all__ = ["METHODS", "RBP_METHODS", "Data", "MetaStep", "adjoint_solver", "batch_schedule", "meta_step"]
 
 UNROLL_METHODS = ("bptt", "tbptt")
-RBP_METHODS = ("neumann", "rbp", "cg", "gmres")
+RBP_METHODS = ("neumann_rbp", "rbp", "cg_rbp", "gmres")
 METHODS = UNROLL_METHODS + RBP_METHODS
 
 
@@ -106,27 +109,19 @@ def batch_schedule(n: int, batch_size: int, steps: int, generator: torch.Generat
 
 
 def adjoint_solver(method: str, K: int):
-    """The rbpsolve solver of an RBP method with the truncation ``K`` (exactly ``K`` iterations)."""
-    if method == "neumann":
-        return rbpsolve.Neumann(max_steps=K, divergence_factor=math.inf)
-    if method == "rbp":
-        return rbpsolve.FixedPoint(max_steps=K, rtol=0.0, atol=0.0, divergence_factor=math.inf)
-    if method == "cg":
-        return rbpsolve.CGNE(max_steps=K, rtol=0.0, atol=0.0)
-    if method == "gmres":
-        return rbpsolve.GMRES(max_steps=K, rtol=0.0, atol=0.0, restart=K)
-    raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    """The rbpsolve solver of an RBP method with the truncation ``K`` (the shared table's: exactly ``K`` iterations)."""
+    return _table.solver(_table.canonical(method, RBP_METHODS), K)
 
 
 def _check(method, steps, truncate):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    method = _table.canonical(method, METHODS)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps (training steps T) must be a positive int; got {steps!r}")
     if method != "bptt" and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1):
         raise ValueError(f"method {method!r} needs truncate K, a positive int; got {truncate!r}")
     if method in RBP_METHODS and steps < 2:
         raise ValueError(f"method {method!r} needs at least 2 training steps (it differentiates the last one); got {steps}")
+    return method
 
 
 def meta_step(
@@ -149,7 +144,8 @@ def meta_step(
     theta : torch.Tensor
         ``(2, L)`` hyperparameters; need not require grad (a detached copy is used).
     data : Data
-    method : {"bptt", "tbptt", "neumann", "rbp", "cg", "gmres"}
+    method : {"bptt", "tbptt", "neumann_rbp", "rbp", "cg_rbp", "gmres"}
+        Or an alias (``neumann``, ``cg``).
     steps : int
         ``T``, training steps.
     truncate : int
@@ -163,7 +159,7 @@ def meta_step(
         paper's code does (it builds every step with ``create_graph=True`` and only
         detaches at ``T - 1``); for measuring its memory (Table 3), never needed otherwise.
     """
-    _check(method, steps, truncate)
+    method = _check(method, steps, truncate)
     t0 = time.perf_counter()
     theta = theta.detach().clone().requires_grad_()
     gen = torch.Generator().manual_seed(seed)

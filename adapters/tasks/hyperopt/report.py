@@ -6,9 +6,24 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["NAMES", "write_json", "merge", "figure5", "meta_curves", "summary_table"]
+__all__ = ["NAMES", "canonical_results", "write_json", "merge", "figure5", "meta_curves", "summary_table"]
 
-NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "rbp": "RBP", "neumann": "Neumann-RBP", "cg": "CG-RBP", "gmres": "GMRES-RBP"}
+from ..methods import METHODS, canonical, label
+
+#: Display names of the shared method table; ``label`` also takes older spellings (``neumann``, ``cg``).
+NAMES = {m: label(m) for m in METHODS}
+
+
+def canonical_results(results: dict) -> dict:
+    """``results`` (a ``results.json``) with its method keys canonical: older files say ``neumann``, ``cg``."""
+    for cell in results.get("cells", []):
+        cell["methods"] = {canonical(m): rec for m, rec in cell["methods"].items()}
+        for rec in cell["methods"].values():
+            if "method" in rec:
+                rec["method"] = canonical(rec["method"])
+    for row in results.get("rows", []):
+        row["method"] = canonical(row["method"])
+    return results
 
 
 def write_json(results: dict, path) -> Path:
@@ -46,6 +61,7 @@ def merge(parts: list, order=()) -> dict:
         if not isinstance(part.get("cells") if isinstance(part, dict) else None, list):
             raise ValueError(f"result set {i + 1} has no 'cells' list: it is not a results.json of "
                              "`rbpsolve reproduce hyperopt` (agreement.json is not merged)")
+        canonical_results(part)
         for cell in _cells(part):
             key = (cell["steps"], cell["truncate"])
             into = cells.setdefault(key, {"steps": key[0], "truncate": key[1], "methods": {}})
@@ -90,7 +106,7 @@ def _grid_figure(results, path, key, xlabel, ylabel, title=None, marker=None) ->
     for ax, cell in zip(axes.flat, cells):
         for method, rec in cell["methods"].items():
             ys = rec[key]
-            ax.plot(range(1, len(ys) + 1), ys, label=NAMES.get(method, method), lw=1, marker=marker)
+            ax.plot(range(1, len(ys) + 1), ys, label=label(method), lw=1, marker=marker)
         n_meta = sorted({len(rec["meta_loss_log10"]) for rec in cell["methods"].values()})
         ax.set_title(f"T = {cell['steps']}, K = {cell['truncate']} ({'/'.join(map(str, n_meta))} meta steps)",
                      fontsize=10)
@@ -134,7 +150,7 @@ def summary_table(results: dict) -> str:
             test_s = f"{test['loss']:.4f} / {100 * test['error']:.2f} %" if test else "-"
             secs = sorted(rec["seconds"])[len(rec["seconds"]) // 2]
             lines.append(
-                f"| {cell['steps']} | {cell['truncate']} | {NAMES.get(method, method)} | {len(ml)} | "
+                f"| {cell['steps']} | {cell['truncate']} | {label(method)} | {len(ml)} | "
                 f"{ml[0]:.3f} → {ml[-1]:.3f} | {rec['last_train_loss_log10'][-1]:.3f} | {test_s} | {secs:.1f} |"
             )
     return "\n".join(lines)
