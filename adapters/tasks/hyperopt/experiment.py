@@ -41,6 +41,7 @@ def optimise(
     momentum: float = 0.5,
     progress: bool = True,
     desc: str = "",
+    theta_at=(),
 ) -> dict:
     """Run ``meta_steps`` meta steps of Adam on ``theta``; a JSON-ready record.
 
@@ -49,10 +50,16 @@ def optimise(
     dict
         ``meta_loss_log10`` (one per meta step, before its update), ``last_train_loss_log10``
         (every training step of the last meta step: Figure 5), the final learning rates
-        and momenta per tensor, ``theta``, seconds per meta step and the adjoint solves.
+        and momenta per tensor, ``theta``, seconds per meta step and the adjoint solves; with
+        ``theta_at``, also ``theta_at``: ``{"s": theta}`` for each meta step ``s`` listed, the
+        ``theta`` with which meta step ``s`` (counted from 1) trains, i.e. after ``s - 1``
+        updates (the one whose meta-loss is ``meta_loss_log10[s - 1]``; Figure 6).
     """
     if meta_steps < 1:
         raise ValueError(f"meta_steps must be at least 1; got {meta_steps}")
+    theta_at = sorted({int(s) for s in theta_at})
+    if theta_at and not 1 <= theta_at[0] <= theta_at[-1] <= meta_steps:
+        raise ValueError(f"theta_at lists meta steps counted from 1, at most meta_steps = {meta_steps}; got {theta_at}")
     method = canonical(method, METHODS)
     device = data.x_train.device
     theta = torch.nn.Parameter(hyper_init(mlp, lr=lr, momentum=momentum, device=device))
@@ -61,8 +68,12 @@ def optimise(
     record = {"method": method, "steps": steps, "truncate": truncate, "meta_steps": meta_steps,
               "meta_lr": meta_lr, "decay_at": decay_at, "batch_size": batch_size, "seed": seed,
               "meta_loss_log10": [], "seconds": [], "solves": []}
+    if theta_at:
+        record["theta_at"] = {}
     bar = progress_bar(total=meta_steps, desc=desc or f"{method} T={steps} K={truncate}", enabled=progress, leave=False)
     for i in range(meta_steps):
+        if i + 1 in theta_at:
+            record["theta_at"][str(i + 1)] = theta.detach().cpu().tolist()
         r = meta_step(mlp, theta, data, method=method, steps=steps, truncate=truncate, batch_size=batch_size, seed=seed)
         if i == decay_at:
             for group in opt.param_groups:
