@@ -117,6 +117,14 @@ def reproduce_main(argv: list[str]) -> int:
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="run nothing: join the results.json of these output directories (cells run side by side) "
                         "into --out, with its table and figures")
+    p.add_argument("--tsne", action="store_true",
+                   help="instead of Figure 5: Figure 6, t-SNE of the training trajectories of TBPTT and Neumann-RBP "
+                        "(or --methods) with the theta of meta steps --tsne-at, on one --grid cell (None: 100,50); "
+                        "writes fig6_tsne.png and fig6_tsne.json (needs scikit-learn)")
+    p.add_argument("--tsne-at", type=_POSITIVE, nargs="+", default=[20, 40], metavar="S",
+                   help="with --tsne: the meta steps whose theta is taken (the paper's 20 and 40)")
+    p.add_argument("--train-size", type=_POSITIVE, default=None, metavar="N",
+                   help="with --tsne: train on the first N of the 10,000 training images (None: all), for a small run")
     _common(p, multi=True, out_default=DEFAULT_OUT, out_help="output directory (results.json, summary.md, figures)")
     args = p.parse_args(argv)
     from .experiment import PAPER_GRID
@@ -125,6 +133,12 @@ def reproduce_main(argv: list[str]) -> int:
     out = _cli.start_out(prog, args.out, DEFAULT_OUT)
     if args.merge:
         return _merge(args.merge, out, PAPER_GRID, prog)
+    if args.train_size is not None and not args.tsne:
+        p.error("argument --train-size: only with --tsne")
+    if args.tsne:
+        if not any(a.startswith("--methods") for a in argv):
+            methods = ["tbptt", "neumann_rbp"]
+        return _tsne(args, argv, methods, out, p, prog)
     sizes, bs, meta_steps = None, args.batch_size, args.meta_steps or 100
     try:
         grid = [tuple(int(v) for v in c.split(",")) for c in args.grid] if args.grid else list(PAPER_GRID)
@@ -167,6 +181,54 @@ def reproduce_main(argv: list[str]) -> int:
     results["seconds_total"] = time.perf_counter() - t0
     _write(results, out, "hyperopt: Figure 5 grid")
     print(f"wrote {out}/ in {results['seconds_total']:.1f} s")
+    return 0
+
+
+def _tsne(args, argv, methods, out: Path, p, prog) -> int:
+    from .data import SPLIT
+
+    try:
+        cells = [tuple(int(v) for v in c.split(",")) for c in args.grid] if args.grid else [(100, 50)]
+        if len(cells) != 1 or len(cells[0]) != 2 or cells[0][0] < 3 or cells[0][1] < 1:
+            raise ValueError
+    except ValueError:
+        p.error(f"argument --grid: with --tsne give one cell T,K with T >= 3, e.g. 100,50; got {' '.join(args.grid)}")
+    (T, K), at = cells[0], sorted(set(args.tsne_at))
+    if args.meta_steps is not None and args.meta_steps != at[-1]:
+        p.error(f"argument --meta-steps: with --tsne the meta-optimisation runs to the last of --tsne-at ({at[-1]}); "
+                "leave --meta-steps out")
+    if args.train_size is not None and args.train_size > SPLIT[0]:
+        p.error(f"argument --train-size: at most {SPLIT[0]} (the paper's training set); got {args.train_size}")
+    if args.batch_size > (args.train_size or SPLIT[0]):
+        p.error(f"argument --batch-size: at most the training set size ({args.train_size or SPLIT[0]})")
+    try:
+        from . import tsne
+        tsne.require_sklearn()
+    except ModuleNotFoundError as error:
+        _cli.fail(prog, str(error))
+    from . import report
+    from .sgd import MLP
+
+    data, _ = _load(args, None, prog)
+    if args.train_size is not None:
+        n = args.train_size
+        data = type(data)(data.x_train[:n], data.y_train[:n],
+                          *((data.x_meta[:n], data.y_meta[:n]) if args.meta_objective == "train" else
+                            (data.x_meta, data.y_meta)))
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = tsne.run(MLP(), data, steps=T, truncate=K, methods=methods, meta_steps=at, batch_size=args.batch_size,
+                      seed=args.seed, meta_lr=args.meta_lr, progress=not args.no_progress)
+    result.update(meta_objective=args.meta_objective, device=args.device,
+                  command="rbpsolve reproduce hyperopt " + " ".join(argv), seconds_total=time.perf_counter() - t0)
+    report.write_json(result, out / "fig6_tsne.json")
+    size = f"{data.x_train.shape[0]:,} training images"
+    tsne.figure6(tsne.panels_of(result), out / "fig6_tsne.png",
+                 title=f"t-SNE of the training trajectories (weights), T = {T}, K = {K}, {size}; cf. Fig. 6 of Liao et al. 2018")
+    for m, r in result["runs"].items():
+        losses = ", ".join(f"meta step {s}: log10 meta-loss {v['log10_meta_loss']:.3f}" for s, v in r["panels"].items())
+        print(f"{m} T={T} K={K}: {losses}; {r['meta_seconds']:.1f} s of meta steps", flush=True)
+    print(f"wrote {out}/fig6_tsne.png and fig6_tsne.json in {result['seconds_total']:.1f} s")
     return 0
 
 
