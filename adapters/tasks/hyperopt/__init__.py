@@ -10,5 +10,6 @@ rate and one momentum per weight matrix and per bias vector).
   by BPTT, TBPTT or RBP with any rbpsolve solver (Neumann-RBP, RBP, CG-RBP, ...);
 - :mod:`.data`: the 10,000 / 50,000 / 10,000 MNIST split of the paper's code;
 - :mod:`.experiment`: the meta-optimisation loop (Adam) and the grid of the paper;
-- :mod:`.report`: JSON, markdown table and the figures; :mod:`.cli`: the commands.
+- :mod:`.report`: JSON, markdown table and the figures; :mod:`.cli`: the commands;
+- :mod:`.tsne`: Figure 6, t-SNE of the training trajectories with the theta of chosen meta steps.
 """

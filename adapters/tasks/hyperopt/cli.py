@@ -224,7 +224,8 @@ def _tsne(args, argv, methods, out: Path, p, prog) -> int:
     report.write_json(result, out / "fig6_tsne.json")
     size = f"{data.x_train.shape[0]:,} training images"
     tsne.figure6(tsne.panels_of(result), out / "fig6_tsne.png",
-                 title=f"t-SNE of the training trajectories (weights), T = {T}, K = {K}, {size}; cf. Fig. 6 of Liao et al. 2018")
+                 title=f"t-SNE of the training trajectories (weights); cf. Fig. 6 of Liao et al. 2018\n"
+                       f"T = {T}, K = {K}, {size}, meta steps {', '.join(map(str, at))}")
     for m, r in result["runs"].items():
         losses = ", ".join(f"meta step {s}: log10 meta-loss {v['log10_meta_loss']:.3f}" for s, v in r["panels"].items())
         print(f"{m} T={T} K={K}: {losses}; {r['meta_seconds']:.1f} s of meta steps", flush=True)

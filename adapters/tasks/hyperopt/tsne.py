@@ -6,7 +6,7 @@ The "hidden state" of this task is the state of the SGD-with-momentum recurrence
 mini-batches as every meta step, taken with the ``theta`` with which meta step ``s`` of that
 method's meta-optimisation trains (:func:`record_thetas`, via ``optimise(theta_at=...)``).
 
-What is embedded (:func:`embed`): the ``T + 1`` flattened **weight** vectors ``w_t`` (89,720
+What is embedded (:func:`embed`): the ``T + 1`` flattened **weight** vectors ``w_t`` (44,860
 numbers for the paper's network); the velocities are left out because they carry nothing
 more (``v_{t+1} = (w_{t+1} - w_t) / alpha``). They are first projected on their top
 principal components (at most 50, as scikit-learn's documentation advises for t-SNE of
@@ -140,7 +140,7 @@ def figure6(panels: dict, path, *, title: str | None = None) -> Path:
             ax.set_yticks([])
             fig.colorbar(sc, ax=ax, label="training step t")
     axes.flat[0].legend(fontsize=8, loc="best")
-    fig.suptitle(title or "t-SNE of the training trajectories (weights); cf. Fig. 6 of Liao et al. 2018", fontsize=11)
+    fig.suptitle(title or "t-SNE of the training trajectories (weights); cf. Fig. 6 of Liao et al. 2018", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
