@@ -31,6 +31,7 @@ measurements with more rounds and prints the table of the benchmark README.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import statistics
@@ -263,6 +264,21 @@ def _diagonal_problem(solver_name: str, shape, dtype, seed: int):
     return rbpsolve.JacobianOperator(lambda u: d * u, lambda v: d * v, like=g), g, make_solver(solver_name)
 
 
+@contextlib.contextmanager
+def _traced():
+    """tracemalloc on (unless it already was) around the block, after a collection; yields
+    the traced memory before the block."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        gc.collect()
+        yield tracemalloc.get_traced_memory()[0]
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
 def peak_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed: int = 0) -> float:
     """Peak memory a numpy solve allocates (tracemalloc, numpy buffers included), in
     state-sized arrays, the returned ``x`` and every product's output included. J is
@@ -270,18 +286,10 @@ def peak_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed
     cost nothing; what they allocate (one state each) is what the dense J's do."""
     J, g, solver = _diagonal_problem(solver_name, shape, dtype, seed)
     rbpsolve.solve_adjoint(J, g, solver, throw=False)  # warm-up (imports, caches)
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    try:
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
+    with _traced() as before:
         tracemalloc.reset_peak()
         result = rbpsolve.solve_adjoint(J, g, solver, throw=False)
         peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     del result
     return (peak - before) / g.nbytes
 
@@ -292,17 +300,9 @@ def held_state_arrays(solver_name: str, shape=(64, 4096), dtype=np.float32, seed
     solver and the loop keep from step to step, without the step's transients."""
     J, g, solver = _diagonal_problem(solver_name, shape, dtype, seed)
     held = []
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    try:
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
+    with _traced() as before:
         rbpsolve.solve_adjoint(J, g, solver, throw=False,
                                callback=lambda info: held.append(tracemalloc.get_traced_memory()[0]))
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     return [(h - before) / g.nbytes for h in held]
 
 
