@@ -111,7 +111,7 @@ def reproduce_main(argv: list[str]) -> int:
     p = _cli.make_parser(prog, "Figure 5 of Liao et al. (2018): every method on the paper's (T, K) grid; "
                                "results.json, summary.md and the figures in --out.")
     p.add_argument("--grid", nargs="+", default=None, metavar="T,K",
-                   help="cells as T,K (None: the paper's seven)")
+                   help="cells as T,K (None: the paper's eight)")
     p.add_argument("--agreement", action="store_true",
                    help="instead of meta-optimising: each method's hypergradient at the starting theta against BPTT's")
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",

@@ -86,7 +86,8 @@ def merge(parts: list, order=()) -> dict:
         "seed": first.get("seed"),
         "grid": [list(k) for k in keys],
         "cells": [cells[k] for k in keys],
-        "commands": [p.get("command") for p in parts],
+        # A part that is itself a merge brings its own list of commands.
+        "commands": [c for p in parts for c in (p["commands"] if "commands" in p else [p.get("command")])],
         "seconds_total": sum(p.get("seconds_total", 0.0) for p in parts),
     }
 
