@@ -28,7 +28,7 @@ from ._batched import mask_like, merge, per_sample, split_reports
 from ._precision import default_rtol, product_eps
 from ._protocol import SampleValues
 from ._result import Result, Status
-from ._scaling import right_hand_side_scale, scale_array, unscale_result
+from ._scaling import sample_scales, scale_samples, unscale_result
 from ._space import ProductCounter
 from ._steps import FIRST_CHECKPOINT, Run, _call, _decide, _replay, record, settings
 from ._verify import LIMIT_FACTOR
@@ -69,11 +69,13 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
     b = xp.moveaxis(b, axis, 0) if axis != 0 else b
     if x0 is not None:
         x0 = xp.asarray(xp.moveaxis(x0, axis, 0) if axis != 0 else x0, copy=True)
-    k, amax = right_hand_side_scale(xp, b)
-    atol = math.ldexp(float(solver.atol), -k)
-    b = xp.asarray(b, copy=True) if k == 0 else scale_array(xp, b, -k)
-    if x0 is not None and k != 0:
-        x0 = scale_array(xp, x0, -k)
+    # Each sample scaled by its own power of two (exact; see rbpsolve._scaling).
+    ks, _ = sample_scales(xp, b)
+    minus = [-k for k in ks]
+    atols = [math.ldexp(float(solver.atol), -k) for k in ks]
+    b = xp.asarray(b, copy=True) if not any(ks) else scale_samples(xp, b, minus)
+    if x0 is not None and any(ks):
+        x0 = scale_samples(xp, x0, minus)
     counter = ProductCounter()
     a = a.with_counter(counter)
     batch = a.in_shape[0]
@@ -84,9 +86,10 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
     zero = [v == 0.0 for v in b_norms]  # b_i = 0: x_i = 0 solves it exactly, in no step
     if only is not None:
         zero = [z or not o for z, o in zip(zero, only)]
-    tols = [max(rtol * v, atol) for v in b_norms]
+    tols = [max(rtol * v, atol) for v, atol in zip(b_norms, atols)]
     run = _Batch(solver, a, b, batch, [Run(None) for _ in range(batch)],
-                 [settings(solver, t, rtol, atol, True) for t in tols], [not z for z in zero], axis=axis)
+                 [settings(solver, t, rtol, atol, True) for t, atol in zip(tols, atols)], [not z for z in zero],
+                 axis=axis)
     deferred = solver.fixed_budget and callback is None
     run.native = native_batched(solver, deferred)
     if run.native is not None:
@@ -104,11 +107,11 @@ def iterate_batched(solver, A, b, x0, axis: int, callback=None, only=None) -> Re
         elif run.runs[i].status is None:
             run.runs[i].status = _unfinished_status(solver)
     results, x = conclude_samples(run, eps, b_norms, zero)
-    results = [unscale_result(r, k, xp) for r in results]
-    x = x if k == 0 else scale_array(xp, x, k)
+    results = [unscale_result(r, k, xp) for r, k in zip(results, ks)]
+    x = x if not any(ks) else scale_samples(xp, x, ks)
     if axis != 0:
         x = xp.moveaxis(x, 0, axis)
-    return combine(results, x, solver, counter, axis, math.ldexp(math.sqrt(math.fsum(v * v for v in b_norms)), k))
+    return combine(results, x, solver, counter, axis, math.hypot(*(math.ldexp(v, k) for v, k in zip(b_norms, ks))))
 
 
 def native_batched(solver, deferred: bool):

@@ -20,7 +20,8 @@ GRAVITY = (Status.NONFINITE, Status.DIVERGED, Status.BREAKDOWN, Status.LEAST_SQU
 def _root_sum_squares(values):
     if any(v is None for v in values):
         return None
-    return math.sqrt(math.fsum(v * v for v in values)) if all(math.isfinite(v) for v in values) else math.inf
+    # hypot: no overflow of the squares where samples are huge (each is scaled on its own).
+    return math.hypot(*values) if all(math.isfinite(v) for v in values) else math.inf
 
 
 def combine(results: list, x, solver, counter, axis: int, b_norm: float) -> Result:
@@ -32,7 +33,7 @@ def combine(results: list, x, solver, counter, axis: int, b_norm: float) -> Resu
     for k in range(steps):
         # Each sample's latest residual at step k (a stopped sample: its last one).
         latest = [r.history[min(k, len(r.history) - 1)] for r in results if r.history]
-        history.append(math.sqrt(math.fsum(v * v for v in latest)))
+        history.append(math.hypot(*latest))
     kinds = {r.residual_kind for r in results if r.num_steps or r.residual_kind != "verified"}
     kind = kinds.pop() if len(kinds) == 1 else ("verified" if not kinds else "per sample")
     info = {"batch_size": len(results), "batch_axis": axis, "sample_results": tuple(results)}

@@ -17,7 +17,7 @@ import math
 
 from . import _backend
 
-__all__ = ["right_hand_side_scale", "scale_array", "unscale_result"]
+__all__ = ["right_hand_side_scale", "sample_scales", "scale_array", "scale_samples", "unscale_result"]
 
 
 def _exponent_range(xp, dtype) -> int:
@@ -35,13 +35,42 @@ def right_hand_side_scale(xp, b) -> tuple[int, float]:
     if math.prod(b.shape) == 0:
         return 0, 0.0  # an empty state: nothing to solve
     amax = _backend.to_float(xp.max(xp.abs(b)))
+    return _exponent(amax, _exponent_range(xp, b.dtype) // 2), amax
+
+
+def _exponent(amax: float, half: int) -> int:
+    """The ``k`` of :func:`right_hand_side_scale` for a largest entry ``amax``."""
     if amax == 0.0 or not math.isfinite(amax):
-        return 0, amax
-    half = _exponent_range(xp, b.dtype) // 2
+        return 0
     exponent = math.frexp(amax)[1]  # amax = m * 2**exponent with m in [0.5, 1)
-    if -half <= exponent <= half:
-        return 0, amax
-    return exponent, amax
+    return 0 if -half <= exponent <= half else exponent
+
+
+def sample_scales(xp, b) -> tuple[list, list]:
+    """``(k, max |b_i|)`` of each sample of a batch (samples on axis 0), one transfer: a
+    batch is as many systems, each scaled on its own (one scale for the batch would push
+    a sample far smaller than the largest below the dtype's range)."""
+    size = b.shape[0]
+    if size == 0 or math.prod(b.shape) == 0:
+        return [0] * size, [0.0] * size
+    amax = xp.abs(b) if b.ndim == 1 else xp.max(xp.abs(b), axis=tuple(range(1, b.ndim)))
+    values = _backend.to_host(xp, amax)
+    half = _exponent_range(xp, b.dtype) // 2
+    return [_exponent(v, half) for v in values], values
+
+
+def scale_samples(xp, x, ks):
+    """``x_i * 2**ks[i]`` for each sample (axis 0), exact, in steps that no scalar of the
+    dtype overflows (as :func:`scale_array`, one factor a sample)."""
+    remaining = [int(k) for k in ks]
+    step = max(1, _exponent_range(xp, x.dtype) - 1)
+    shape = (len(remaining),) + (1,) * (x.ndim - 1)
+    while any(remaining):
+        parts = [max(-step, min(step, k)) for k in remaining]
+        factors = xp.asarray([math.ldexp(1.0, p) for p in parts], dtype=x.dtype, device=_backend.device_of(x))
+        x = x * xp.reshape(factors, shape)
+        remaining = [k - p for k, p in zip(remaining, parts)]
+    return x
 
 
 def scale_array(xp, x, k: int):

@@ -356,3 +356,20 @@ def test_a_start_per_sample_is_each_sample_s_own(name):
         J = rbpsolve.JacobianOperator(lambda u, i=i: Ws[i].T @ u, lambda v, i=i: Ws[i] @ v, like=G[i])
         solo = rbpsolve.solve_adjoint(J, G[i], SOLVERS[name](), x0=x0[i], throw=False)
         np.testing.assert_allclose(result.x[i], solo.x, rtol=0, atol=1e-10 * max(1.0, np.abs(solo.x).max()))
+
+
+@pytest.mark.parametrize("name", ["FixedPoint", "Neumann-budget", "CGNE", "LSQR", "GMRES", "GMRES-budget"])
+def test_samples_of_very_different_scales_are_each_solved(name):
+    # One sample at 1e-200, one at 1e200: scaled together, the first would fall below
+    # float64's range and "converge" at x = 0. Each is scaled on its own instead.
+    Ws = _blocks([0.5, 0.5], seed=18)
+    G = np.random.default_rng(18).standard_normal((2, N)) * np.array([[1e-200], [1e200]])
+    result = rbpsolve.solve_adjoint(_batched_operator(Ws, G), G, SOLVERS[name](), batch_axis=0, throw=False)
+    for i in range(2):
+        solo = _solo(Ws[i], G[i], SOLVERS[name]())
+        assert result.sample_status[i] is solo.status and result.sample_num_steps[i] == solo.num_steps
+        np.testing.assert_allclose(result.x[i], solo.x, rtol=1e-10, atol=0)
+        # (GMRES's residuals sit at the rounding level here: compared to it.)
+        assert result.sample_residual_norm[i] == pytest.approx(solo.residual_norm, rel=1e-6,
+                                                                abs=1e-12 * np.abs(G[i]).max())
+    assert math.isfinite(result.residual_norm) and math.isfinite(result.b_norm)
