@@ -171,7 +171,9 @@ def _stopped(k: int, counter, product: str, details: dict) -> Estimate:
     return Estimate(math.nan, k + 1, counter.vjp, counter.jvp, False, details)
 
 
-def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed: int = 0) -> Estimate:
+def estimate_singular_values(
+    A: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed: int = 0, vectors: bool = False
+) -> Estimate:
     """Largest (``value``) and smallest (``details["sigma_min"]``) singular values of ``A``.
 
     Parameters
@@ -184,11 +186,17 @@ def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 
         Stop once successive estimates agree to this relative tolerance (``> 0``).
     seed : int
         Seed of the random start vector (``>= 0``).
+    vectors : bool
+        Also return the Ritz vectors of ``sigma_min`` (below).
 
     Returns
     -------
     Estimate
         ``value = nan`` and ``details["nonfinite"] = True`` if a product was not finite.
+        With ``vectors=True`` and finite products, ``details`` also holds
+        ``right_vector_min`` (``v``, unit norm, an array of ``A``'s input space),
+        ``left_vector_min`` (``u``, of its output space; None when ``A v = 0`` exactly)
+        and ``residual_min``, the norm ``||A^T A v - sigma_min^2 v||`` (below).
 
     Raises
     ------
@@ -203,11 +211,23 @@ def estimate_singular_values(A: Operator, *, max_steps: int = 30, rtol: float = 
     to it quickly; the smallest converges from above and slowly, so
     ``value / sigma_min`` underestimates the condition number until the Krylov space
     is large.
+
+    After ``k`` steps ``A V_k = U_k B_k`` and ``A^T U_k = V_k B_k^T + beta_k v_{k+1} e_k^T``
+    with ``B_k`` upper bidiagonal. If ``B_k = P S Q^T`` and ``(p, sigma, q)`` is its
+    smallest triple, ``v = V_k q`` and ``u = U_k p`` satisfy ``A v = sigma u`` exactly and
+    ``A^T u - sigma v = beta_k p_k v_{k+1}``, so ``A^T A v - sigma^2 v`` has the norm
+    ``sigma beta_k |p_k|`` (``residual_min``) at no extra product. ``sigma^2`` is then the
+    Rayleigh quotient of ``A^T A`` at ``v``: never below ``lambda_min(A^T A)``, and within
+    ``residual_min`` of *some* eigenvalue of ``A^T A`` (not necessarily the smallest).
     """
-    return _bidiagonalise(A, max_steps=max_steps, rtol=rtol, seed=seed, smallest=True)
+    if not isinstance(vectors, bool):
+        raise TypeError(f"vectors must be True or False; got {vectors!r}")
+    return _bidiagonalise(A, max_steps=max_steps, rtol=rtol, seed=seed, smallest=True, vectors=vectors)
 
 
-def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, smallest: bool) -> Estimate:
+def _bidiagonalise(
+    A: Operator, *, max_steps: int, rtol: float, seed: int, smallest: bool, vectors: bool = False
+) -> Estimate:
     """Golub-Kahan-Lanczos; converge on sigma_max, and on sigma_min too if ``smallest``."""
     max_steps, rtol, seed = _check(A, max_steps, rtol, seed)
     if not (A.has_mv and A.has_rmv):
@@ -218,7 +238,8 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
     op = A.with_counter(counter)
     xp = op.xp
     users = _caller_errstate()
-    steps = min(max_steps, op.in_space.size, op.out_space.size)
+    dimension = min(op.in_space.size, op.out_space.size)
+    steps = min(max_steps, dimension)
     v = _random_unit(op.in_space, seed)
     V, U = _Basis(xp, op.in_space, steps + 1), _Basis(xp, op.out_space, steps)
     V.append(v)
@@ -247,14 +268,16 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
                         w = op.rmv(u)
                     w, _ = _orthogonalise(xp, w - alpha * v, V.filled, product)
                     beta = _norm(xp, w, product)
-                    invariant = beta == 0.0 or k == steps - 1
+                    # the whole space spanned (k + 1 = dimension) makes the estimates exact; the
+                    # end of the step budget alone proves nothing
+                    invariant = beta == 0.0 or k == dimension - 1
                 B = np.diag(alphas) + np.diag(betas, 1)
                 s = np.linalg.svd(B, compute_uv=False)
                 sigma_max, sigma_min = float(s[0]), float(s[-1])
                 if previous is not None and abs(sigma_max - previous[0]) <= rtol * sigma_max:
                     # sigma_min converges later and from above: only trust it once it settles too.
                     converged = not smallest or abs(sigma_min - previous[1]) <= rtol * sigma_min
-                if invariant or converged:
+                if invariant or converged or k == steps - 1:
                     converged = converged or invariant
                     break
                 previous = (sigma_max, sigma_min)
@@ -264,7 +287,31 @@ def _bidiagonalise(A: Operator, *, max_steps: int, rtol: float, seed: int, small
                 u_prev = u
         except _NonFinite as stop:
             return _stopped(k, counter, stop.product, {"sigma_min": math.nan})
-    return Estimate(sigma_max, len(alphas), counter.vjp, counter.jvp, converged, {"sigma_min": sigma_min})
+    details = {"sigma_min": sigma_min}
+    if vectors:
+        details.update(_smallest_vectors(xp, op, alphas, betas, beta, V.filled, U.filled))
+    return Estimate(sigma_max, len(alphas), counter.vjp, counter.jvp, converged, details)
+
+
+def _smallest_vectors(xp, op, alphas, betas, last_beta, V, U) -> dict:
+    """The Ritz vectors of the smallest singular value of the bidiagonal, and the residual
+    ``sigma beta_k |p_k|`` of ``(sigma^2, v)`` as an eigenpair of ``A^T A`` (see
+    :func:`estimate_singular_values`)."""
+    k = len(alphas)
+    B = np.diag(alphas) + np.diag(betas[: k - 1], 1)
+    P, s, Qt = np.linalg.svd(B)
+    p, sigma, q = P[:, -1], float(s[-1]), Qt[-1, :]
+    v = xp.reshape(_combine(xp, V[:k, :], q), op.in_space.shape)
+    if alphas[-1] == 0.0:  # A v_k lies in span(U_{k-1}): B's last row is zero, B q = 0, so A v = 0 exactly
+        return {"right_vector_min": v, "left_vector_min": None, "residual_min": 0.0}
+    u = xp.reshape(_combine(xp, U[:k, :], p), op.out_space.shape)
+    return {"right_vector_min": v, "left_vector_min": u, "residual_min": sigma * last_beta * abs(float(p[-1]))}
+
+
+def _combine(xp, rows, coefficients):
+    """``sum_j c_j rows[j]`` on the basis's backend (the coefficients are host floats)."""
+    c = _backend.from_numpy(xp, np.ascontiguousarray(coefficients), dtype=rows.dtype, device=_backend.device_of(rows))
+    return xp.matmul(xp.reshape(c, (1, -1)), rows)[0, :]
 
 
 def estimate_norm(J: Operator, *, max_steps: int = 30, rtol: float = 1e-4, seed: int = 0) -> Estimate:

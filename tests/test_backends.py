@@ -151,6 +151,27 @@ def test_estimates_on_every_backend(backend):
     assert quick.value >= (1 - 1e-3) * problem.norm
 
 
+def test_singular_vectors_on_every_backend(backend):
+    """``vectors=True``: the Ritz vectors of sigma_min in the caller's namespace, with the
+    residual the docstring derives, exact at n steps; a budget that ends early claims no
+    convergence."""
+    problem = make_problem("contractive", (3, 4), SEED)
+    A = rbpsolve.IdentityMinus(problem.operator(backend))
+    dense = np.eye(problem.n) - problem.J
+    M = dense.T @ dense
+    for steps in (4, problem.n):
+        est = rbpsolve.estimate_singular_values(A, max_steps=steps, rtol=1e-14, vectors=True)
+        v, u = est.details["right_vector_min"], est.details["left_vector_min"]
+        assert_same_space(v, backend.asarray(np.zeros((3, 4))), backend)
+        vn, un, sigma = backend.to_numpy(v).ravel(), backend.to_numpy(u).ravel(), est.details["sigma_min"]
+        assert np.linalg.norm(vn) == pytest.approx(1.0, abs=1e-12)
+        assert np.linalg.norm(dense @ vn - sigma * un) <= 1e-12  # A v = sigma u exactly
+        residual = np.linalg.norm(M @ vn - sigma**2 * vn)
+        assert est.details["residual_min"] == pytest.approx(residual, rel=1e-6, abs=1e-13)
+        assert est.converged is (steps == problem.n)
+    assert sigma == pytest.approx(np.linalg.svd(dense, compute_uv=False)[-1], rel=1e-10)
+
+
 def test_analyze_on_every_backend(backend):
     problem = make_problem("contractive", (3, 4), SEED)
     J = problem.operator(backend)
