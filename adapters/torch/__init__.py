@@ -8,6 +8,9 @@ The only module of rbpsolve that imports torch.
   differentiated by solving ``(I - J^T) z = dL/dh*`` with any rbpsolve solver; with
   ``batch_axis``, one fixed point and one adjoint a sample (a DEQ's batch), and
   ``on_failure="mask"`` to drop failed samples from the gradient.
+- Jacobian regularisers (:func:`jacobian_frobenius`, :func:`column_penalty`,
+  :func:`gershgorin_penalty`, :func:`smallest_eigenvalue_penalty`) that keep condition II
+  during training, and :class:`TrainingMonitor`, which warns before the backward fails.
 - :func:`unroll` -- the baselines: BPTT, K-step TBPTT and the unbiased randomised
   truncation of Tallec & Ollivier.
 """
@@ -17,6 +20,9 @@ from ._implicit import fixed_point
 from ._layer import FixedPointLayer
 from ._policy import ConvergenceWarning
 from ._jacobian import jacobian_operator
+from ._monitor import AdjointRiskWarning, MonitorRecord, TrainingMonitor, forward_rate
+from ._regularisers import Penalty, column_penalty, gershgorin_penalty, jacobian_frobenius
+from ._smallest_eigenvalue import smallest_eigenvalue_penalty
 from ._unroll import RandomTruncation, unroll
 
 __all__ = [
@@ -28,4 +34,13 @@ __all__ = [
     "ConvergenceWarning",
     "unroll",
     "RandomTruncation",
+    "Penalty",
+    "jacobian_frobenius",
+    "column_penalty",
+    "gershgorin_penalty",
+    "smallest_eigenvalue_penalty",
+    "TrainingMonitor",
+    "MonitorRecord",
+    "AdjointRiskWarning",
+    "forward_rate",
 ]
