@@ -29,9 +29,17 @@ through fork and exec, nor a measuring child ever holds the peak of decoding all
   (``torch.autograd.graph.saved_tensors_hooks``; a storage saved by several nodes counted
   once, released when the last node holding it is freed): the memory of the graphs.
 
+``--runs N`` repeats the ``time`` measurement N times (the paper reports "the average of 10
+runs"), run by run over all cells so that a change of the machine's load falls on every cell
+alike; the table gives the mean and the sample standard deviation of the seconds, and the time
+ratio as the mean ± standard deviation of the N per-run ratios (BPTT's seconds of run i over
+Neumann-RBP's of run i). ``--memory-runs M`` repeats ``rss`` and ``saved`` likewise (the saved
+bytes are the same in every run: the graphs do not depend on the load).
+
 Run from the repository root (``RBPSOLVE_DATA`` pointing to the MNIST files)::
 
     python benchmarks/hyperopt_cost.py --steps 500            # K = 10 50 100
+    python benchmarks/hyperopt_cost.py --steps 1000 --runs 10 --memory-runs 3 --out docs/results/hyperopt/table3_T1000
     python benchmarks/hyperopt_cost.py --quick                # a smoke run on random data
 
 It prints a markdown table and writes JSON and markdown (default ``docs/results/hyperopt/table3.*``).
@@ -162,10 +170,36 @@ def run_cell(method, T, K, mode, quick, data_path):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _mean_sd(values):
+    """Mean and sample standard deviation (0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return mean, sd
+
+
+def _seconds(cell):
+    """``mean`` or ``mean ± sd`` of a cell's timed runs (one run in files written before ``--runs``)."""
+    runs = cell.get("seconds_runs", [cell["seconds"]])
+    mean, sd = _mean_sd(runs)
+    return f"{mean:.2f}" if len(runs) == 1 else f"{mean:.2f} ± {sd:.2f}"
+
+
+def _time_ratio(b, n):
+    """BPTT's seconds over the other's, paired run by run: ``×mean`` or ``×mean ± sd``."""
+    pairs = list(zip(b.get("seconds_runs", [b["seconds"]]), n.get("seconds_runs", [n["seconds"]])))
+    mean, sd = _mean_sd([x / y for x, y in pairs])
+    return f"×{mean:.2f}" if len(pairs) == 1 else f"×{mean:.2f} ± {sd:.2f}"
+
+
 def table(res):
     mib = 2.0**20
+    runs = res.get("runs", 1)
+    spread = (f" Seconds: mean ± standard deviation of {runs} runs; time ratios: mean ± standard deviation of the "
+              f"{runs} per-run ratios; memory: the largest of {res.get('memory_runs', 1)} run(s)." if runs > 1 else "")
     lines = [
-        f"T = {res['steps']} training steps, one meta step; memory in MiB (rss: ru_maxrss delta; saved: autograd's saved tensors).",
+        f"T = {res['steps']} training steps, one meta step; memory in MiB (rss: ru_maxrss delta; saved: autograd's "
+        f"saved tensors).{spread}",
         "",
         "| K | BPTT s | Neumann-RBP s | time ratio (paper) | BPTT rss / saved | Neumann-RBP rss / saved | "
         "memory ratio rss / saved (paper) | paper-code Neumann-RBP s, rss / saved | its ratios time, rss / saved |",
@@ -176,11 +210,11 @@ def table(res):
         n, p = res["neumann"][str(K)], res["neumann_graph"][str(K)]
         pt, pm = PAPER.get(K, (float("nan"), float("nan")))
         lines.append(
-            f"| {K} | {b['seconds']:.2f} | {n['seconds']:.2f} | ×{b['seconds'] / n['seconds']:.2f} (×{pt}) | "
+            f"| {K} | {_seconds(b)} | {_seconds(n)} | {_time_ratio(b, n)} (×{pt}) | "
             f"{b['rss_bytes'] / mib:.0f} / {b['saved_bytes'] / mib:.0f} | {n['rss_bytes'] / mib:.0f} / {n['saved_bytes'] / mib:.0f} | "
             f"×{b['rss_bytes'] / max(n['rss_bytes'], 1):.2f} / ×{b['saved_bytes'] / n['saved_bytes']:.2f} (×{pm}) | "
-            f"{p['seconds']:.2f}, {p['rss_bytes'] / mib:.0f} / {p['saved_bytes'] / mib:.0f} | "
-            f"×{b['seconds'] / p['seconds']:.2f}, ×{b['rss_bytes'] / max(p['rss_bytes'], 1):.2f} / "
+            f"{_seconds(p)}, {p['rss_bytes'] / mib:.0f} / {p['saved_bytes'] / mib:.0f} | "
+            f"{_time_ratio(b, p)}, ×{b['rss_bytes'] / max(p['rss_bytes'], 1):.2f} / "
             f"×{b['saved_bytes'] / p['saved_bytes']:.2f} |"
         )
     return "\n".join(lines)
@@ -191,11 +225,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=500, help="training steps T of the meta step")
     p.add_argument("--truncate", type=int, nargs="+", default=[10, 50, 100], help="K values (paper: 10 50 100)")
     p.add_argument("--quick", action="store_true", help="random data of 1,000 images, T = 20, K = 2 5")
+    p.add_argument("--runs", type=int, default=1, help="timed runs of every cell (paper: 10)")
+    p.add_argument("--memory-runs", type=int, default=1, help="rss and saved-tensor runs of every cell")
     p.add_argument("--out", default="docs/results/hyperopt/table3", help="output path without suffix (.json, .md)")
     p.add_argument("--data-cache", default=None, help=argparse.SUPPRESS)
     p.add_argument("--write-cache", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs=4, metavar=("METHOD", "T", "K", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.runs < 1 or args.memory_runs < 1:
+        p.error("--runs and --memory-runs must be at least 1")
     if args.write_cache:
         _cache_data(args.quick, args.write_cache)
         return 0
@@ -210,6 +248,7 @@ def main(argv=None):
            "memory": "rss: ru_maxrss delta over the meta step in a fresh process with MALLOC_MMAP_THRESHOLD_=65536 "
                      "(rss_seconds: that run's time); saved: peak bytes of autograd's saved tensors "
                      "(saved_tensors_hooks), a third fresh process",
+           "runs": args.runs, "memory_runs": args.memory_runs,
            "bptt": {}, "neumann": {}, "neumann_graph": {}}
     jobs = [("bptt", Ks[0])] + [(m, K) for K in Ks for m in ("neumann", "neumann_graph")]
     import tempfile
@@ -222,10 +261,24 @@ def main(argv=None):
     # so the parent must never hold the decoded data set
     cmd = [sys.executable, os.path.abspath(__file__), "--write-cache", data_path] + (["--quick"] if args.quick else [])
     subprocess.run(cmd, check=True)
-    for method, K in tqdm(jobs, desc="cells"):
-        cell = {}
-        for mode in ("time", "rss", "saved"):
-            cell.update(run_cell(method, T, K, mode, args.quick, data_path))
+    cells = {job: {"seconds_runs": [], "rss_runs": [], "saved_runs": []} for job in jobs}
+    # run by run over all cells, so that a change of the machine's load falls on every cell alike
+    schedule = [(r, mode, job) for r in range(max(args.runs, args.memory_runs)) for job in jobs
+                for mode in ("time", "rss", "saved") if r < (args.runs if mode == "time" else args.memory_runs)]
+    for r, mode, (method, K) in tqdm(schedule, desc="measurements"):
+        out = run_cell(method, T, K, mode, args.quick, data_path)
+        cell = cells[(method, K)]
+        if mode == "time":
+            cell["seconds_runs"].append(out["seconds"])
+            cell["meta_loss"] = out["meta_loss"]
+        elif mode == "rss":
+            cell["rss_runs"].append(out["rss_bytes"])
+            cell.setdefault("rss_seconds_runs", []).append(out["rss_seconds"])
+        else:
+            cell["saved_runs"].append(out["saved_bytes"])
+    for (method, K), cell in cells.items():
+        cell["seconds"] = _mean_sd(cell["seconds_runs"])[0]
+        cell["rss_bytes"], cell["saved_bytes"] = max(cell["rss_runs"]), max(cell["saved_runs"])
         if method == "bptt":
             res["bptt"] = cell
         else:
