@@ -31,12 +31,30 @@ def _common(p: argparse.ArgumentParser, *, multi: bool, out_default, out_help):
     p.add_argument("--valid-every", type=_POSITIVE, default=None,
                    help="steps between validations (None: 100, as the paper)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the paper's)")
+    p.add_argument("--spectrum-every", type=_cli.number(int, 0), default=0,
+                   help="log Arnoldi/Lanczos estimates of rho(J) and sigma_min(I - J) every N steps (0: never; "
+                        "about 60 products each time, not counted in the step times)")
     p.add_argument("--quick", action="store_true",
                    help=f"tiny settings for CI: {QUICK['iters']} steps, {QUICK['hidden']} hidden, 7x7 patterns, "
                         f"{QUICK['num']} digits")
     _cli.add_common(p, methods=METHODS, method_default=PAPER_METHODS if multi else "neumann_rbp", multi=multi,
                     seed_default=0, seed_help="seed of the first trial (initialisation, corruption, order)",
                     out_default=out_default, out_help=out_help)
+
+
+def _regulariser_spec(text):
+    """argparse type of ``NAME[:WEIGHT[:PARAM]]`` (checked without torch)."""
+    from .regularised_report import parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+_REG_HELP = ("NAME[:WEIGHT[:PARAM]], NAME one of none, frobenius (PARAM: probes, 1), column (PARAM: eta, 0.9), "
+             "gershgorin (PARAM: delta, 0.01), lambda_min (PARAM: delta, 0.01); WEIGHT 1 by default. The penalty "
+             "WEIGHT * R(J) joins the loss at each step (J at h_T, detached)")
 
 
 def _settings(args, prog):
@@ -48,7 +66,7 @@ def _settings(args, prog):
     pick = lambda value, name, paper: value if value is not None else (QUICK[name] if quick else paper)  # noqa: E731
     config = TrainConfig(iters=pick(args.iters, "iters", 10_000), hidden=pick(args.hidden, "hidden", 1024),
                          lr=args.lr, valid_every=pick(args.valid_every, "valid_every", 100), seed=args.seed,
-                         device=args.device)
+                         device=args.device, spectrum_every=args.spectrum_every)
     return config, pick(args.pool, "pool", 1), pick(args.patterns, "num", 10)
 
 
@@ -70,6 +88,8 @@ def task_main(argv: list[str]) -> int:
     p = _cli.make_parser(prog, "Train the Hopfield associative memory once (Sec. 4.1 of Liao et al. 2018) with one "
                                "gradient method; print the outcome.")
     p.add_argument("--truncate", type=_POSITIVE, default=20, help="truncation K (TBPTT steps, RBP solver steps)")
+    p.add_argument("--regulariser", type=_regulariser_spec, default=("none", 1.0, None), metavar="SPEC",
+                   help=_REG_HELP + " (default: none)")
     p.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated: use --out DIR
     _common(p, multi=False, out_default=None, out_help="write the run's record, DIR/record.json (None: write nothing)")
     args = p.parse_args(argv)
@@ -79,7 +99,9 @@ def task_main(argv: list[str]) -> int:
     from .train import train_trial
 
     config, pool, num = _settings(args, prog)
-    config = dataclasses.replace(config, method=args.method, truncate=args.truncate)
+    name, weight, param = args.regulariser
+    config = dataclasses.replace(config, method=args.method, truncate=args.truncate, regulariser=name,
+                                 reg_weight=weight, reg_param=param)
     out = args.out
     if args.json is not None:
         print(f"{prog}: --json FILE is deprecated; use --out DIR", file=sys.stderr)
@@ -101,6 +123,12 @@ def task_main(argv: list[str]) -> int:
     print(f"backward solves: {trial['backward_status']}; diverging: {trial['diverging_solves']}; "
           f"products: {trial['num_vjp']} VJP, {trial['num_jvp']} JVP")
     print(f"validation error (corrupted input) at the end: {trial['valid'][-1][1]:.4f}")
+    if trial["penalty"]:
+        print(f"regulariser {name}: weighted penalty {num_text(trial['penalty'][0])} at the first step, "
+              f"{num_text(trial['penalty'][-1])} at the last")
+    if trial["spectrum"]:
+        end = trial["spectrum"][-1]
+        print(f"at the end: rho(J) ~ {end['rho']:.4g}, sigma_min(I - J) ~ {end['sigma_min']:.4g} (estimates)")
     if out is not None:
         path = _cli.record_path(out, "record.json")
         path.write_text(json.dumps(trial) + "\n")
@@ -133,6 +161,23 @@ def _merge(args, prog) -> int:
     return 0
 
 
+def _regularisers(args, argv, prog, method, K) -> int:
+    from .regularised_report import run_regularised, write_regularised
+
+    config, pool, num = _settings(args, prog)
+    config = dataclasses.replace(config, method=method, truncate=K)
+    patterns = _patterns(args, pool, num, prog)
+    command = "rbpsolve reproduce hopfield " + shlex.join(argv)
+    with _cli.progress_bar(total=len(args.regularisers) * args.trials * config.iters, desc="regularisers",
+                           unit="step", enabled=not args.no_progress) as bar:
+        results = run_regularised(patterns, config, args.regularisers, args.trials, progress=bar.update)
+    paths = write_regularised(results, args.out, command,
+                              {"pool": pool, "patterns": num, "pattern_side": patterns.shape[-1]})
+    print(paths["table"].read_text())
+    print("wrote", ", ".join(str(x) for x in paths.values()))
+    return 0
+
+
 def reproduce_main(argv: list[str]) -> int:
     """Run the Table 1 grid and write results.json, table.md and the figures."""
     prog = "rbpsolve reproduce hopfield"
@@ -143,6 +188,10 @@ def reproduce_main(argv: list[str]) -> int:
     p.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="FILE",
                    help="run nothing: merge the trials of these results.json files (e.g. shards of the grid run "
                         "in parallel) and write the table and figures from them")
+    p.add_argument("--regularisers", type=_regulariser_spec, nargs="+", default=None, metavar="SPEC",
+                   help="run the regulariser experiment instead of Table 1: one arm per SPEC (" + _REG_HELP +
+                        "), --trials each, with one method and one truncation; writes regularisers.json, "
+                        "regularisers.md and regularisers.png")
     _common(p, multi=True, out_default=DEFAULT_OUT, out_help="output directory (results.json, table.md, figures)")
     args = p.parse_args(argv)
     methods = _cli.flat(args.methods)
@@ -152,9 +201,13 @@ def reproduce_main(argv: list[str]) -> int:
         p.error(f"argument --truncations: must be comma-separated integers; got {args.truncations!r}")
     if truncations[0] < 1:
         p.error("argument --truncations: every K must be >= 1")
+    if args.regularisers and (len(methods) != 1 or len(truncations) != 1 or args.from_json):
+        p.error("--regularisers needs one --methods value and one --truncations value (and no --from-json)")
     _cli.start_out(prog, args.out, DEFAULT_OUT)
     if args.from_json:
         return _merge(args, prog)
+    if args.regularisers:
+        return _regularisers(args, argv, prog, methods[0], truncations[0])
     from .figures import plot_all
     from .reproduce import run_grid, write_results
 

@@ -47,6 +47,7 @@ class Step:
     diverging: bool
     num_vjp: int = 0
     num_jvp: int = 0
+    penalty: float | None = None  # the regulariser's weighted value, when one was added
 
 
 def _solver(method: str, K: int, rng: torch.Generator):
@@ -74,7 +75,7 @@ def _diverging(result) -> bool:
 
 
 def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
-             rng: torch.Generator | None = None) -> Step:
+             rng: torch.Generator | None = None, penalty=None) -> Step:
     """The loss at ``h_T`` and its gradient with respect to ``net.W0`` by one method.
 
     Parameters
@@ -90,6 +91,9 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
         ``T``, the number of updates (50).
     rng : torch.Generator, optional
         For the random start of ``rbp`` and the draws of ``randomized_neumann``.
+    penalty : callable, optional
+        ``(f, h) -> (value, Penalty)``: a Jacobian regulariser added to the loss, evaluated
+        at ``h_T`` detached (see :mod:`.regularised`); its gradient joins the method's.
     """
     method = _table.canonical(method, METHODS)
     if isinstance(K, bool) or not isinstance(K, int) or K < 1:
@@ -106,19 +110,26 @@ def gradient(net, image: torch.Tensor, method: str, K: int, *, steps: int = 50,
         norms.append(torch.linalg.vector_norm(new.detach() - h.detach()))
         return new
 
+    def regularised(loss, h_T):
+        if penalty is None:
+            return loss, None
+        value, _ = penalty(lambda h: net.update(h, x, W), h_T.detach())
+        return loss + value, float(value.detach())
+
     def finish(h_T, status="unrolled", diverging=False, vjp=0, jvp=0):
         loss = net.loss(h_T, image)
-        (grad,) = torch.autograd.grad(loss, net.W0)
-        return Step(float(loss.detach()), grad, _floats(norms, steps), status, diverging, vjp, jvp)
+        total, reg = regularised(loss, h_T)
+        (grad,) = torch.autograd.grad(total, net.W0)
+        return Step(float(loss.detach()), grad, _floats(norms, steps), status, diverging, vjp, jvp, reg)
 
     if method in ("bptt", "tbptt"):
         return finish(unroll(F, x, steps, truncate=None if method == "bptt" else K))
     solver = _solver(method, K, rng)
     # The paper's code starts RBP's iteration at z_0 ~ U(0, 1); the other solvers at 0.
     start = (lambda g: torch.rand(g.shape, generator=rng, dtype=g.dtype, device=g.device)) if method == "rbp" else None
-    grad, loss, res = _implicit(net, F, x, image, steps, solver, start)
+    grad, loss, res, reg = _implicit(net, F, x, image, steps, solver, start, regularised)
     return Step(float(loss.detach()), grad, _floats(norms, steps), res.status.name, _diverging(res), res.num_vjp,
-                res.num_jvp)
+                res.num_jvp, reg)
 
 
 def _floats(norms, steps):
@@ -128,10 +139,11 @@ def _floats(norms, steps):
     return values + [0.0] * (steps - len(values))
 
 
-def _implicit(net, F, x, image, steps, solver, start=None):
+def _implicit(net, F, x, image, steps, solver, start=None, regularised=None):
     # T - 1 graph-free updates, then the one with a graph that fixed_point adds: T in all.
     h_T, diag = fixed_point(F, x, forward=rbpsolve.Picard(max_steps=steps - 1, rtol=0.0, atol=0.0),
                             backward=solver, on_failure="warn", backward_x0=start)
     loss = net.loss(h_T, image)
-    (grad,) = torch.autograd.grad(loss, net.W0)
-    return grad, loss, diag.backward
+    total, reg = (loss, None) if regularised is None else regularised(loss, h_T)
+    (grad,) = torch.autograd.grad(total, net.W0)
+    return grad, loss, diag.backward, reg

@@ -23,6 +23,7 @@ from ..methods import canonical
 from .methods import METHODS, gradient
 from .model import HopfieldNet
 from .patterns import corrupt
+from .regularised import make_penalty, spectrum
 
 __all__ = ["TrainConfig", "train_trial", "mean_loss", "SUCCESS_RATIO"]
 
@@ -43,6 +44,10 @@ class TrainConfig:
     valid_every: int = 100
     seed: int = 0
     device: str = "cpu"
+    regulariser: str = "none"  # a Jacobian regulariser added to the loss (see regularised.py)
+    reg_weight: float = 1.0
+    reg_param: float | None = None  # its eta, delta or probe count (None: regularised.DEFAULT_PARAM)
+    spectrum_every: int = 0  # log estimates of rho(J) and sigma_min(I - J) every this many steps (0: never)
 
     def __post_init__(self):  # any spelling of a method (e.g. the older "neumann") is recorded canonically
         object.__setattr__(self, "method", canonical(self.method, METHODS))
@@ -102,6 +107,15 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> 
     order_rng = np.random.default_rng(config.seed + 1)
     solve_rng = torch.Generator(device=device).manual_seed(config.seed + 2)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    penalty = make_penalty(config.regulariser, config.reg_weight, config.reg_param,
+                           generator=torch.Generator(device=device).manual_seed(config.seed + 3))
+    penalties, spectra, spectrum_seconds = [], [], 0.0
+
+    def log_spectrum(step):  # timed apart: the training step's cost excludes this extra logging
+        nonlocal spectrum_seconds
+        t0 = time.perf_counter()
+        spectra.append({"step": step, **spectrum(net, clean[0], config.steps)})
+        spectrum_seconds += time.perf_counter() - t0
 
     start = time.perf_counter()
     initial = mean_loss(net, clean, config.steps)
@@ -115,7 +129,11 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> 
         if not order:
             order = list(order_rng.permutation(len(patterns)))
         image = clean[order.pop()]
-        step = gradient(net, image, config.method, config.truncate, steps=config.steps, rng=solve_rng)
+        if config.spectrum_every and it % config.spectrum_every == 0:
+            log_spectrum(it)
+        step = gradient(net, image, config.method, config.truncate, steps=config.steps, rng=solve_rng,
+                        penalty=penalty)
+        penalties.append(step.penalty)
         statuses[step.status] = statuses.get(step.status, 0) + 1
         diverging += step.diverging
         num_vjp += step.num_vjp
@@ -137,6 +155,9 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> 
         ok = final < SUCCESS_RATIO * initial
         status = "success" if ok else "failed"
         reason = f"final/initial loss {final / initial:.3f} {'<' if ok else '>='} {SUCCESS_RATIO}"
+    seconds = time.perf_counter() - start - spectrum_seconds
+    if config.spectrum_every and math.isfinite(final):
+        log_spectrum(len(train_loss))
     error, retrieved = _retrieval_error(net, clean, noisy, config.steps)
     valid.append((len(train_loss), error))
     return {
@@ -153,7 +174,10 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> 
         "diverging_solves": diverging,
         "num_vjp": num_vjp,
         "num_jvp": num_jvp,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,  # without the spectrum logging
+        "spectrum_seconds": spectrum_seconds,
+        "penalty": penalties if penalty is not None else None,
+        "spectrum": spectra,
         "corrupted": noisy.cpu().numpy().astype(np.uint8).tolist(),
         "retrieved": np.asarray(retrieved).astype(np.uint8).tolist(),
     }
