@@ -75,8 +75,8 @@ class TrainingMonitor:
         ``rate^K`` of its error after ``K`` steps and fails at 1).
     error_warn : float
         Warn when the backward's relative error estimate ``error_estimate / ||z||``
-        reaches this (default 0.01) while its status is still ok, or when the estimate is
-        flagged unreliable.
+        reaches this (default 0.01) while its status is still ok (the message says when the
+        estimate is also flagged unreliable).
     window : int
         Steps over which the rate's trend is fitted (least squares); warn when the line
         reaches 1 within ``window`` more steps (default 10).
@@ -153,11 +153,11 @@ class TrainingMonitor:
         self._maybe("trend", 0 <= steps_to_one <= self.window and record.rate < 1, record,
                     f"the forward rate {record.rate:.3g} rises by {slope:.2g} a step and will reach 1 in about "
                     f"{steps_to_one:.0f} steps")
-        bad_estimate = record.relative_error >= self.error_warn or record.estimate_reliable is False
+        bad_estimate = record.relative_error >= self.error_warn
         self._maybe("error", backward is not None and backward.status.ok and bad_estimate, record,
                     f"the backward still reports {record.backward_status}, but its relative error estimate is "
-                    f"{record.relative_error:.3g}" + (" (flagged unreliable)" if record.estimate_reliable is False
-                                                       else f" >= {self.error_warn:g}"))
+                    f"{record.relative_error:.3g} >= {self.error_warn:g}"
+                    + (" (and flagged unreliable)" if record.estimate_reliable is False else ""))
 
     def _maybe(self, kind: str, condition: bool, record: MonitorRecord, message: str) -> None:
         if not condition:
@@ -167,7 +167,7 @@ class TrainingMonitor:
             self._armed[kind] = False
             self.warnings.append((record.step, message))
             if self.warn:
-                warnings.warn(f"step {record.step}: {message}", AdjointRiskWarning, stacklevel=3)
+                warnings.warn(f"step {record.step}: {message}", AdjointRiskWarning, stacklevel=4)  # at update's caller
 
     def __repr__(self) -> str:
         if not self.records:

@@ -1,0 +1,19 @@
+"""The code block of docs/regularisers.md runs as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+PAGE = Path(__file__).parents[1] / "docs" / "regularisers.md"
+
+
+def test_regularisers_page_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
+    assert blocks, "the page lost its example"
+    namespace = {}
+    exec(compile(blocks[0], str(PAGE), "exec"), namespace)  # noqa: S102 - our own documentation
+    penalty, monitor = namespace["penalty"], namespace["monitor"]
+    assert penalty.num_vjp >= 1 and len(monitor.records) == 1
