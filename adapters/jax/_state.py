@@ -20,6 +20,8 @@ _ALTERNATIVES = (
     "of rbpsolve's solvers are not supported yet)"
 )
 
+_CLOSURE_FIX = "Pass every array you differentiate with respect to in params (f(h, params)), not through f's closure"
+
 
 def check_jax_leaves(tree, name: str):
     """Check that every leaf of ``tree`` is a ``jax.Array`` (tracers count); return the leaves
@@ -78,8 +80,7 @@ class FlatState:
             if isinstance(leaf, jax.core.Tracer):
                 raise jax.errors.ConcretizationTypeError(
                     leaf, f"{fname} returned a traced array for {label}: it closes over a value that jax.jit, "
-                    f"jax.vmap or jax.grad is tracing. Pass every array you differentiate with respect to in "
-                    f"params (f(h, params)), not through f's closure. {_ALTERNATIVES}."
+                    f"jax.vmap or jax.grad is tracing. {_CLOSURE_FIX}. {_ALTERNATIVES}."
                 )
             check_map_output(leaf, space, name=fname, state=label, noun="jax array")
         return out
@@ -90,7 +91,14 @@ class FlatState:
         here, before raveling would hide them)."""
 
         def F(x):
-            out = f(self.unravel(x), *args)
+            try:
+                out = f(self.unravel(x), *args)
+            except jax.errors.UnexpectedTracerError as err:
+                # JAX's message speaks of side effects; the usual cause here is a closure.
+                raise jax.errors.UnexpectedTracerError(
+                    f"f met a tracer from outside this solve: it closes over a value that jax.grad, jax.jit or "
+                    f"jax.vmap is tracing. {_CLOSURE_FIX}. (JAX's message: {err})"
+                ) from err
             treedef = jax.tree_util.tree_structure(out)
             if treedef != self.treedef:
                 raise TypeError(
