@@ -287,3 +287,16 @@ def test_docstring_examples_run():
         mod = importlib.import_module(f"rbpsolve.adapters.jax.{name}")
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_start_gets_no_gradient_and_params_may_be_anything():
+    params, f, loss, h0 = _model()
+
+    def from_params(p):  # h0 computed from params: h* does not depend on it
+        h, _ = fixed_point(f, jnp.tanh(p["b"]) * jnp.ones_like(h0), p, **TIGHT, backward=GMRES(rtol=1e-14))
+        return loss(h)
+
+    exact, _ = _implicit_grad(params, f, loss, h0, backward=GMRES(rtol=1e-14))
+    assert _tree_relative(jax.grad(from_params)(params), exact) < 1e-10
+    h, diag = fixed_point(lambda h, _: 0.5 * jnp.tanh(h) + 1.0, jnp.zeros(3), None)
+    assert diag.forward.ok and h.shape == (3,)

@@ -189,3 +189,18 @@ def test_a_traced_value_in_fs_closure_is_refused_with_the_fix():
 
     with pytest.raises(jax.errors.UnexpectedTracerError, match=r"closes over .* Pass every array .* in params"):
         jax.grad(objective)(params["x"])
+
+
+def test_a_higher_order_gradient_or_jacrev_is_refused():
+    params = _params()
+    with pytest.raises(jax.errors.ConcretizationTypeError, match="higher-order gradient"):
+        jax.grad(lambda p: jnp.sum(_grad(_f, jnp.zeros(N), p)[0]["x"]))(params)
+    with pytest.raises(jax.errors.ConcretizationTypeError, match="jax.jacrev"):
+        jax.jacrev(lambda x: fixed_point(_f, jnp.zeros(N), {"W": params["W"], "x": x})[0])(params["x"])
+
+
+def test_a_forward_fallback_recovers_and_records_the_switch():
+    chain = Fallback(rbpsolve.Anderson(rtol=1e-12), GMRES(rtol=1e-12))
+    h, diag = fixed_point(_f, jnp.zeros(N), _params(), forward=Picard(max_steps=2), on_failure=chain)
+    assert diag.forward.ok and [a.status for a in diag.forward.attempts] == [Status.MAX_STEPS]
+    np.testing.assert_allclose(_f(h, _params()), h, atol=1e-10)

@@ -15,6 +15,9 @@ from ._state import FlatState, check_jax_leaves, refuse_tracers
 
 __all__ = ["fixed_point"]
 
+_TRACED_CALL = (" (fixed_point was called inside jax.jit, jax.vmap or a second jax.grad: higher-order gradients "
+                "are not supported)")
+
 
 def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise", backward_x0=None):
     r"""The fixed point ``h* = f(h*, params)`` as a differentiable function of ``params``.
@@ -148,8 +151,8 @@ class _Run:
 
     def solve(self, h0, params):
         """The forward solve on concrete values; returns ``(h*, residuals for the pullback)``."""
-        self.state = state = FlatState(h0, "h0")  # refuses traced states
-        refuse_tracers(params, "params", " (fixed_point was called inside jax.jit, jax.vmap or similar)")
+        self.state = state = FlatState(h0, "h0", _TRACED_CALL)  # refuses traced states
+        refuse_tracers(params, "params", _TRACED_CALL)
         if self.x0 is not None and not callable(self.x0):
             self.start = state.check_like(self.x0, "backward_x0")  # at the call, not at the backward
         F = state.flat_map(self.f, params)
@@ -167,7 +170,9 @@ class _Run:
         """``(0, z^T df/dparams)`` with ``(I - J^T) z = g``, ``J = df/dh`` at ``h*``."""
         x, params = residuals
         state, diagnostics = self.state, self.diagnostics
-        refuse_tracers(g, "the cotangent dL/dh*", " (the backward pass is being traced, e.g. jax.jit(jax.grad(...)))")
+        refuse_tracers(g, "the cotangent dL/dh*", " (the backward pass is being traced: jax.jit(jax.grad(...)), "
+                       "jax.jacrev (which vmaps the pullback) or a higher-order gradient, which fixed_point does "
+                       "not support)")
         lin = Linearisation(state.flat_map(self.f, params), x, state.check_output)
         x0 = state.check_like(self.x0(g), "backward_x0(g)") if callable(self.x0) else self.start
         result = rbpsolve.solve_adjoint(lin.operator(), state.ravel(g), self.backward, x0=x0, throw=False)

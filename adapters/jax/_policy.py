@@ -40,7 +40,7 @@ def policy(on_failure, forward, backward):
         return "raise", _chain(forward, fwd), _chain(backward, bwd)
     if isinstance(on_failure, str) and on_failure in POLICIES:
         return on_failure, forward, backward
-    if on_failure == "mask":
+    if isinstance(on_failure, str) and on_failure == "mask":
         raise ValueError(
             "on_failure='mask' drops failed samples of a batch, and the JAX adapter has no batch_axis yet; "
             "use 'raise', 'warn' or an rbpsolve.Fallback (or the torch adapter's fixed_point for per-sample solves)"

@@ -59,10 +59,10 @@ class FlatState:
     leaf: its flat vector is ``h.ravel()``.
     """
 
-    def __init__(self, h, name: str):
+    def __init__(self, h, name: str, context: str = ""):
         self.name = name
         self.labels, leaves = zip(*check_jax_leaves(h, name))
-        refuse_tracers(h, name)
+        refuse_tracers(h, name, context)
         self.spaces = tuple(space_like(leaf, label) for label, leaf in zip(self.labels, leaves))
         self.treedef = jax.tree_util.tree_structure(h)
         self.flat, self.unravel = ravel_pytree(h)
