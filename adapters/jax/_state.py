@@ -15,9 +15,9 @@ __all__ = ["FlatState", "check_jax_leaves", "refuse_tracers"]
 _ALTERNATIVES = (
     "rbpsolve's solvers read the residual on the host at every step to decide when to stop, which "
     "jax.jit, jax.vmap and other transformations that trace cannot do. Call fixed_point and "
-    "jacobian_operator eagerly (outside jax.jit / jax.vmap; jax.grad and jax.vjp in eager mode are fine), or, for a solve inside "
-    "a traced program, use optimistix.fixed_point with optimistix.ImplicitAdjoint (traced fixed budgets "
-    "of rbpsolve's solvers are not supported yet)"
+    "jacobian_operator eagerly (outside jax.jit / jax.vmap; jax.grad and jax.vjp in eager mode are "
+    "fine), or, for a solve inside a traced program, use optimistix.fixed_point with "
+    "optimistix.ImplicitAdjoint (traced fixed budgets of rbpsolve's solvers are not supported yet)"
 )
 
 _CLOSURE_FIX = "Pass every array you differentiate with respect to in params (f(h, params)), not through f's closure"
