@@ -300,3 +300,31 @@ def test_the_start_gets_no_gradient_and_params_may_be_anything():
     assert _tree_relative(jax.grad(from_params)(params), exact) < 1e-10
     h, diag = fixed_point(lambda h, _: 0.5 * jnp.tanh(h) + 1.0, jnp.zeros(3), None)
     assert diag.forward.ok and h.shape == (3,)
+
+
+def test_float32_and_mixed_dtype_states_keep_their_dtypes():
+    """A float32 leaf beside a float64 one: the core solves on the promoted flat vector
+    (ravel_pytree), the state and the gradients come back in their own dtypes."""
+    f32 = jnp.float32
+    params = {"W": (0.5 * _contraction(3, 1.0, 8)).astype(f32), "x": jnp.ones(3, f32)}
+    h0 = {"a": jnp.zeros(3, f32), "b": jnp.zeros(2)}
+
+    def f(h, p):
+        return {"a": jnp.tanh(p["W"] @ h["a"] + p["x"]), "b": 0.5 * h["b"] + jnp.sum(h["a"]).astype(jnp.float64)}
+
+    def loss(h):
+        return jnp.sum(h["a"] ** 2) + jnp.sum(h["b"])
+
+    got, diag = _implicit_grad(params, f, loss, h0, forward=Picard(rtol=1e-7), backward=GMRES(rtol=1e-7))
+    assert diag.forward.x.dtype == jnp.float64 and diag.backward.ok
+    assert {k: v.dtype for k, v in got.items()} == {"W": f32, "x": f32}
+    h, _ = fixed_point(f, h0, params)
+    assert (h["a"].dtype, h["b"].dtype) == (f32, jnp.float64)
+
+    def unrolled(p):
+        h = h0
+        for _ in range(100):
+            h = f(h, p)
+        return loss(h)
+
+    assert _tree_relative(got, jax.grad(unrolled)(params)) < 1e3 * float(jnp.finfo(f32).eps)
