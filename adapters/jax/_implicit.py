@@ -94,12 +94,13 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     ``params`` (Eq. 6 of Liao et al.). Cost of a backward: the solver's products plus
     two linearisations of ``f``.
 
-    Unlike ``optimistix.ImplicitAdjoint``, whose linear solve returns only a gradient,
-    the backward solve's :class:`rbpsolve.Result` (status, steps, residual, error
-    estimate, fallback attempts) reaches the caller: it is stored in the
-    :class:`Diagnostics` returned by this call, which the caller keeps (e.g. as the
-    ``has_aux`` output of ``jax.value_and_grad``). A failed backward raises (or warns)
-    from the backward pass itself.
+    What lineax cannot do here: under ``optimistix.ImplicitAdjoint`` the lineax solve
+    runs inside the backward pass, and its outcome (``lineax.Solution``'s result and
+    stats) never reaches the caller, who gets only the gradient. Here the backward
+    solve's :class:`rbpsolve.Result` (status, steps, residual, error estimate, fallback
+    attempts) does: it is stored in the :class:`Diagnostics` returned by this call,
+    which the caller keeps (e.g. as the ``has_aux`` output of ``jax.value_and_grad``).
+    A failed backward raises (or warns) from the backward pass itself.
 
     Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of a ``custom_vjp`` is
     refused by JAX; higher-order gradients are not supported.
