@@ -1,0 +1,28 @@
+"""JAX adapter: Jacobians from ``jax.vjp``, implicit fixed points with an rbpsolve adjoint solve.
+
+The only module tree of rbpsolve that imports jax.
+
+- :func:`jacobian_operator` -- ``J = df/dh`` as an :class:`rbpsolve.JacobianOperator`
+  from one linearisation (VJPs by ``jax.vjp``, JVPs by ``jax.linearize``); pytree states
+  are raveled into one flat vector.
+- :func:`fixed_point` -- ``h* = f(h*, params)`` found by an rbpsolve forward solver,
+  differentiated with respect to ``params`` through a ``jax.custom_vjp`` that solves
+  ``(I - J^T) z = dL/dh*`` with any rbpsolve solver, its Result kept in a
+  :class:`Diagnostics` the caller holds.
+
+Eager mode only: every rbpsolve solver reads its residual on the host each step, so
+inside ``jax.jit`` or ``jax.vmap`` these functions raise
+``jax.errors.ConcretizationTypeError`` naming the alternatives.
+"""
+
+from ._diagnostics import Diagnostics
+from ._implicit import fixed_point
+from ._jacobian import jacobian_operator
+from ._policy import ConvergenceWarning
+
+__all__ = [
+    "jacobian_operator",
+    "fixed_point",
+    "Diagnostics",
+    "ConvergenceWarning",
+]

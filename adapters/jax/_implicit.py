@@ -1,0 +1,195 @@
+"""Implicit fixed points: an rbpsolve forward solve, an rbpsolve adjoint solve in a ``jax.custom_vjp``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+import rbpsolve
+from rbpsolve.extending import check_solver_kind
+
+from ._diagnostics import Diagnostics
+from ._jacobian import Linearisation
+from ._policy import apply, policy
+from ._state import FlatState, check_jax_leaves, refuse_tracers
+
+__all__ = ["fixed_point"]
+
+_TRACED_CALL = (" (fixed_point was called inside jax.jit, jax.vmap or a second jax.grad: higher-order gradients "
+                "are not supported)")
+
+
+def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise", backward_x0=None):
+    r"""The fixed point ``h* = f(h*, params)`` as a differentiable function of ``params``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(h, params)`` returns the next state, a pytree of ``h``'s structure with each
+        leaf of its leaf's shape and dtype. It must be a pure function of its arguments.
+        Everything a gradient should reach goes in ``params``: JAX differentiates
+        arguments, not closures, and a traced array in ``f``'s closure (e.g. an input
+        under ``jax.grad``) is refused with an error saying so. Closing over constants
+        is fine.
+    h0 : jax.Array or pytree of jax.Array
+        The start of the forward iteration. It gets a zero cotangent: ``h*`` does not
+        depend on where the iteration started.
+    params : pytree
+        The parameters and inputs of ``f`` (any pytree of arrays); gradients flow to it.
+    forward : forward solver or rbpsolve.Fallback, optional
+        ``rbpsolve.Picard()`` (default: at most 1000 steps, rtol 1e-5) or
+        ``rbpsolve.Anderson(...)``. ``Picard(max_steps=T, rtol=0, atol=0)`` runs exactly
+        ``T`` steps, as an unroll of BPTT would.
+    backward : linear solver or rbpsolve.Fallback, optional
+        Solves ``(I - J^T) z = dL/dh*``; ``rbpsolve.Neumann(max_steps=20)`` by default
+        (Neumann-RBP with ``K = 20``, equal to TBPTT through 21 steps at a converged
+        state). ``rbpsolve.GMRES(rtol=...)`` or ``rbpsolve.LSQR(...)`` for accurate
+        gradients; ``rbpsolve.RandomizedNeumann(...)`` for an unbiased estimate.
+    on_failure : "raise", "warn" or rbpsolve.Fallback
+        What a failed solve (status not ok) does:
+
+        - ``"raise"`` (default): raise :class:`rbpsolve.SolveError` carrying the Result,
+          from this call (forward) or from the backward pass (``jax.grad``, ``jax.vjp``'s
+          pullback); no gradient is returned.
+        - ``"warn"``: warn (:class:`ConvergenceWarning`) and use the best iterate
+          (smallest residual); a non-finite best iterate still raises.
+        - ``rbpsolve.Fallback(s1, s2, ...)``: try these solvers after ``forward`` (the
+          forward solvers among them) or ``backward`` (the linear ones) failed, recording
+          the switch in ``Result.attempts``; raise if the last fails too.
+    backward_x0 : pytree of jax.Array or callable, optional
+        Where the adjoint solve starts: ``None`` (default) starts at ``z_0 = 0``; a state
+        of ``h0``'s structure, shapes and dtypes starts there; a callable ``g -> z_0`` is
+        called at each backward with the incoming cotangent ``g = dL/dh*`` (a pytree like
+        ``h0``). The start matters only to truncated solves.
+
+    Returns
+    -------
+    h_star : pytree of jax.Array
+        The forward solver's fixed point (its best iterate under ``"warn"``), of ``h0``'s
+        structure.
+    diagnostics : Diagnostics
+        The forward Result now; the backward Result once the backward pass has run.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input: ``h0`` not jax arrays, ``f``'s output of another structure, shape or
+        dtype, solvers of the wrong kind, an unknown ``on_failure``.
+    rbpsolve.SolveError
+        A failed solve under ``"raise"`` (or the last member of a Fallback failing).
+    jax.errors.ConcretizationTypeError
+        Inside ``jax.jit``, ``jax.vmap`` or another tracing transformation: every
+        rbpsolve solver reads its residual on the host at each step to decide when to
+        stop. Call ``fixed_point`` eagerly, or use ``optimistix.fixed_point`` for a
+        solve inside a traced program.
+
+    Notes
+    -----
+    The forward solve runs on concrete values, outside differentiation: its memory does
+    not grow with the number of steps. The map is wrapped in a ``jax.custom_vjp`` whose
+    backward receives ``g = dL/dh*``, linearises ``f(., params)`` at ``h*`` once
+    (``jax.vjp``; ``jax.linearize`` too, at the first JVP, for CGNE and LSQR), solves
+    ``(I - J^T) z = g`` with the backward solver on the raveled state, and returns
+    ``z^T df/dparams`` from one ``jax.vjp`` of ``f`` at ``h*`` with respect to
+    ``params`` (Eq. 6 of Liao et al.). Cost of a backward: the solver's products plus
+    two linearisations of ``f``.
+
+    What lineax cannot do here: under ``optimistix.ImplicitAdjoint`` the lineax solve
+    runs inside the backward pass, and its outcome (``lineax.Solution``'s result and
+    stats) never reaches the caller, who gets only the gradient. Here the backward
+    solve's :class:`rbpsolve.Result` (status, steps, residual, error estimate, fallback
+    attempts) does: it is stored in the :class:`Diagnostics` returned by this call,
+    which the caller keeps (e.g. as the ``has_aux`` output of ``jax.value_and_grad``).
+    A failed backward raises (or warns) from the backward pass itself.
+
+    Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of a ``custom_vjp`` is
+    refused by JAX; higher-order gradients are not supported.
+
+    References
+    ----------
+    R. Liao et al., "Reviving and Improving Recurrent Back-Propagation", ICML 2018.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, rbpsolve
+    >>> from rbpsolve.adapters.jax import fixed_point
+    >>> W = 0.5 * jnp.eye(3)
+    >>> def loss(x):
+    ...     h, diag = fixed_point(lambda h, x: jnp.tanh(W @ h + x), jnp.zeros(3), x,
+    ...                           forward=rbpsolve.Picard(rtol=1e-10), backward=rbpsolve.GMRES(rtol=1e-10))
+    ...     return jnp.sum(h ** 2), diag
+    >>> grad, diag = jax.grad(loss, has_aux=True)(jnp.ones(3))
+    >>> diag.forward.status.name, diag.backward.status.name, grad.shape
+    ('CONVERGED', 'CONVERGED', (3,))
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, a map (h, params) -> next h; got {type(f).__name__}")
+    check_jax_leaves(h0, "h0")  # tracers pass here (eager jax.grad); the solve refuses them
+    forward = rbpsolve.Picard() if forward is None else forward
+    backward = rbpsolve.Neumann(max_steps=20) if backward is None else backward
+    _check_solvers(forward, backward)
+    rule, forward_chain, backward_chain = policy(on_failure, forward, backward)
+    if backward_x0 is not None and not callable(backward_x0):
+        check_jax_leaves(backward_x0, "backward_x0")
+    run = _Run(f, forward_chain, backward_chain, rule, backward_x0)
+    h_star = run.implicit(h0, params)
+    # Outside the custom_vjp so that the warning points at the caller's line.
+    apply(rule, run.diagnostics.forward, "forward")
+    return h_star, run.diagnostics
+
+
+class _Run:
+    """One call of :func:`fixed_point`: its settings, and what its solves leave behind
+    (the state's layout, the Diagnostics) for the backward pass."""
+
+    def __init__(self, f, forward, backward, rule, x0):
+        self.f, self.forward, self.backward, self.rule, self.x0 = f, forward, backward, rule, x0
+        self.state = self.diagnostics = None
+        self.start = None  # backward_x0 raveled, once checked against h0
+        implicit = jax.custom_vjp(lambda h0, params: self.solve(h0, params)[0])
+        implicit.defvjp(self.solve, self.pullback)
+        self.implicit = implicit
+
+    def solve(self, h0, params):
+        """The forward solve on concrete values; returns ``(h*, residuals for the pullback)``."""
+        self.state = state = FlatState(h0, "h0", _TRACED_CALL)  # refuses traced states
+        refuse_tracers(params, "params", _TRACED_CALL)
+        if self.x0 is not None and not callable(self.x0):
+            self.start = state.check_like(self.x0, "backward_x0")  # at the call, not at the backward
+        F = state.flat_map(self.f, params)
+
+        def step(x):
+            flat, out = F(x)
+            state.check_output(out)
+            return flat
+
+        result = rbpsolve.fixed_point(step, state.flat, self.forward, throw=False)
+        self.diagnostics = Diagnostics(forward=result)
+        return state.unravel(result.x), (result.x, params)
+
+    def pullback(self, residuals, g):
+        """``(0, z^T df/dparams)`` with ``(I - J^T) z = g``, ``J = df/dh`` at ``h*``."""
+        x, params = residuals
+        state, diagnostics = self.state, self.diagnostics
+        refuse_tracers(g, "the cotangent dL/dh*", " (the backward pass is being traced: jax.jit(jax.grad(...)), "
+                       "jax.jacrev (which vmaps the pullback) or a higher-order gradient, which fixed_point does "
+                       "not support)")
+        lin = Linearisation(state.flat_map(self.f, params), x, state.check_output)
+        x0 = state.check_like(self.x0(g), "backward_x0(g)") if callable(self.x0) else self.start
+        result = rbpsolve.solve_adjoint(lin.operator(), state.ravel(g), self.backward, x0=x0, throw=False)
+        diagnostics.backward = result
+        diagnostics.backward_calls += 1
+        diagnostics.jvp_mode = "linearize" if result.num_jvp else None
+        apply(self.rule, result, "backward")
+        h_star = state.unravel(x)
+        _, pull_params = jax.vjp(lambda p: self.f(h_star, p), params)
+        (params_bar,) = pull_params(state.unravel(result.x))
+        return state.unravel(jnp.zeros_like(x)), params_bar
+
+
+def _check_solvers(forward, backward):
+    check_solver_kind(forward, "forward", argument="forward=", other="backward=")
+    check_solver_kind(
+        backward, "linear", argument="backward=", example="rbpsolve.Neumann(max_steps=20) or rbpsolve.GMRES()",
+        other="forward=",
+    )
