@@ -1,8 +1,8 @@
 """Framework adapters and the paper's reference tasks, installed as ``rbpsolve.adapters``.
 
 Each framework subpackage is the only place that imports its framework:
-``rbpsolve.adapters.torch`` imports torch. Importing ``rbpsolve.adapters`` itself imports
-no framework.
+``rbpsolve.adapters.torch`` imports torch, ``rbpsolve.adapters.jax`` imports jax. Importing
+``rbpsolve.adapters`` itself imports no framework.
 
 cupy needs no adapter (there is no ``rbpsolve.adapters.cupy``): the core computes with
 the array API standard through ``array_api_compat``, so cupy arrays (and numpy, torch,

@@ -88,3 +88,16 @@ def test_console_script_entry_point():
         [sys.executable, "-m", "rbpsolve.cli", "compare", "--n", "32"], capture_output=True, text=True, check=True
     )
     assert "GMRES(50)" in proc.stdout
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_readme_framework_examples_run_as_written(framework):
+    pytest.importorskip(framework)
+    text = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S)
+              if f"rbpsolve.adapters.{framework} import" in b]
+    assert blocks, f"the README lost its {framework} example"
+    namespace: dict = {}
+    exec(compile(blocks[0], f"README {framework} example", "exec"), namespace)
+    diag = namespace["diag"]
+    assert diag.forward.ok and diag.backward is not None and diag.backward.ok
