@@ -5,15 +5,24 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-
 PAGE = Path(__file__).parents[1] / "docs" / "regularisers.md"
 
 
 def test_regularisers_page_example_runs():
+    pytest.importorskip("torch")
     blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
     assert blocks, "the page lost its example"
     namespace = {}
     exec(compile(blocks[0], str(PAGE), "exec"), namespace)  # noqa: S102 - our own documentation
     penalty, monitor = namespace["penalty"], namespace["monitor"]
     assert penalty.num_vjp >= 1 and len(monitor.records) == 1
+
+
+def test_regularisers_page_jax_example_runs():
+    pytest.importorskip("jax")
+    blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
+    jax_blocks = [b for b in blocks if "rbpsolve.adapters.jax" in b]
+    assert jax_blocks, "the page lost its JAX example"
+    namespace = {}
+    exec(compile(jax_blocks[0], str(PAGE), "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["diag"].backward.ok

@@ -9,8 +9,11 @@ The only module tree of rbpsolve that imports jax.
   differentiated with respect to ``params`` through a ``jax.custom_vjp`` that solves
   ``(I - J^T) z = dL/dh*`` with any rbpsolve solver, its Result kept in a
   :class:`Diagnostics` the caller holds.
+- Jacobian regularisers (:func:`jacobian_frobenius`, :func:`column_penalty`,
+  :func:`gershgorin_penalty`: pure JAX, jit-able; :func:`smallest_eigenvalue_penalty`: eager)
+  and :class:`TrainingMonitor`, as in the torch adapter.
 
-Eager mode only: every rbpsolve solver reads its residual on the host each step, so
+Solves are eager only: every rbpsolve solver reads its residual on the host each step, so
 inside ``jax.jit`` or ``jax.vmap`` these functions raise
 ``jax.errors.ConcretizationTypeError`` naming the alternatives.
 """
@@ -18,11 +21,28 @@ inside ``jax.jit`` or ``jax.vmap`` these functions raise
 from ._diagnostics import Diagnostics
 from ._implicit import fixed_point
 from ._jacobian import jacobian_operator
+from ._monitor import AdjointRiskWarning, MonitorRecord, TrainingMonitor, forward_rate
 from ._policy import ConvergenceWarning
+from ._regularisers import (
+    Penalty,
+    column_penalty,
+    gershgorin_penalty,
+    jacobian_frobenius,
+    smallest_eigenvalue_penalty,
+)
 
 __all__ = [
     "jacobian_operator",
     "fixed_point",
     "Diagnostics",
     "ConvergenceWarning",
+    "Penalty",
+    "jacobian_frobenius",
+    "column_penalty",
+    "gershgorin_penalty",
+    "smallest_eigenvalue_penalty",
+    "TrainingMonitor",
+    "MonitorRecord",
+    "AdjointRiskWarning",
+    "forward_rate",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from .._argument_checks import check_entry_budget as _check_size
 from ._jacobian import _check_state, check_output
 
 __all__ = ["DifferentiableJacobian", "check_batch_axis_of", "dense_blocks"]
@@ -115,14 +116,3 @@ def dense_blocks(jac: DifferentiableJacobian, batch_axis, max_size: int):
     rows = rows.movedim(batch_axis + 1, 1).reshape(m, B, m)
     return rows.transpose(0, 1)  # (B, m, m): blocks[b, i, :] = row i of J_b
 
-
-def _check_size(size: int, max_size: int, what: str):
-    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
-        raise ValueError(f"max_size must be a positive int; got {max_size!r}")
-    if size > max_size:
-        raise ValueError(
-            f"this regulariser needs J's entries: one VJP per entry of the {what} ({size} here), above "
-            f"max_size={max_size}. Raise max_size if that cost is acceptable, pass batch_axis if the samples "
-            "are independent (then the cost is one sample's size), or use jacobian_frobenius or "
-            "smallest_eigenvalue_penalty, whose cost does not grow with the state"
-        )

@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from .._argument_checks import positive_float as _positive_float
+from .._argument_checks import positive_int as _positive_int
 from ._differentiable import DifferentiableJacobian, check_batch_axis_of, dense_blocks
 
 __all__ = ["Penalty", "jacobian_frobenius", "column_penalty", "gershgorin_penalty"]
@@ -227,18 +229,3 @@ def gershgorin_penalty(f, h, *, delta: float, batch_axis: int | None = None,
     return Penalty(torch.relu(delta - bound).mean(), bound, 0.0, jac.num_vjp, jac.num_jvp,
                    {"delta": delta, "lambda_min": exact})
 
-
-def _positive_int(name, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
-
-
-def _positive_float(name, value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number; got {value!r}") from None
-    if isinstance(value, bool) or not (math.isfinite(out) and out > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return out
