@@ -15,8 +15,8 @@ from rbpsolve.adapters.tasks.hopfield import cli  # noqa: E402
 from rbpsolve.adapters.tasks.hopfield.methods import gradient  # noqa: E402
 from rbpsolve.adapters.tasks.hopfield.model import HopfieldNet  # noqa: E402
 from rbpsolve.adapters.tasks.hopfield.regularised import make_penalty, spectrum  # noqa: E402
+from rbpsolve.adapters.tasks.hopfield.regulariser_spec import parse_spec  # noqa: E402
 from rbpsolve.adapters.tasks.hopfield.regularised_report import (  # noqa: E402
-    parse_spec,
     regularised_table,
     run_regularised,
     summarize_arms,
@@ -76,9 +76,10 @@ def test_parse_spec(text, expected):
     assert parse_spec(text) == expected
 
 
-@pytest.mark.parametrize("text", ["l2", "column:x", "column:-1", "gershgorin:1:0", "column:1:2:3"])
+@pytest.mark.parametrize("text", ["l2", "column:x", "column:-1", "gershgorin:1:0", "column:1:2:3", "column:inf",
+                                  "frobenius:1:2.5"])
 def test_parse_spec_rejects(text):
-    with pytest.raises(ValueError, match="NAME|WEIGHT"):
+    with pytest.raises(ValueError, match="NAME|WEIGHT|probes"):
         parse_spec(text)
 
 

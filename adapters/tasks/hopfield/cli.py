@@ -44,7 +44,7 @@ def _common(p: argparse.ArgumentParser, *, multi: bool, out_default, out_help):
 
 def _regulariser_spec(text):
     """argparse type of ``NAME[:WEIGHT[:PARAM]]`` (checked without torch)."""
-    from .regularised_report import parse_spec
+    from .regulariser_spec import parse_spec
 
     try:
         return parse_spec(text)

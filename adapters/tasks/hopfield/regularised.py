@@ -26,10 +26,10 @@ import torch
 import rbpsolve
 from rbpsolve.adapters import torch as rbp_torch
 
-__all__ = ["REGULARISERS", "make_penalty", "spectrum"]
+from .regulariser_spec import DEFAULT_PARAM, REGULARISERS
 
-REGULARISERS = ("none", "frobenius", "column", "gershgorin", "lambda_min")
-DEFAULT_PARAM = {"frobenius": 1, "column": 0.9, "gershgorin": 0.01, "lambda_min": 0.01}
+__all__ = ["make_penalty", "spectrum"]
+
 
 
 def make_penalty(name: str, weight: float, param: float | None = None, *, generator=None):

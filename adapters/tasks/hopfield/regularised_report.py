@@ -15,29 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .regularised import DEFAULT_PARAM, REGULARISERS
+from .regulariser_spec import DEFAULT_PARAM, parse_spec
 from .reproduce import compact, first_epoch_ratio
 from .stats import wilson
 from .train import SUCCESS_RATIO, TrainConfig, train_trial
 
-__all__ = ["parse_spec", "run_regularised", "regularised_table", "plot_regularised", "write_regularised"]
-
-
-def parse_spec(text: str) -> tuple[str, float, float | None]:
-    """``"name[:weight[:param]]"`` -> ``(name, weight, param)``; ``"none"`` alone means no regulariser."""
-    parts = text.split(":")
-    name = parts[0]
-    if name not in REGULARISERS or len(parts) > 3:
-        raise ValueError(f"a regulariser is NAME[:WEIGHT[:PARAM]] with NAME one of {', '.join(REGULARISERS)}; "
-                         f"got {text!r}")
-    try:
-        weight = float(parts[1]) if len(parts) > 1 and parts[1] else 1.0
-        param = float(parts[2]) if len(parts) > 2 and parts[2] else None
-    except ValueError:
-        raise ValueError(f"WEIGHT and PARAM must be numbers in {text!r}") from None
-    if not weight > 0 or (param is not None and not param > 0):
-        raise ValueError(f"WEIGHT and PARAM must be positive in {text!r}")
-    return name, weight, param
+__all__ = ["run_regularised", "regularised_table", "plot_regularised", "write_regularised"]
 
 
 def _label(config: dict) -> str:
