@@ -1,4 +1,4 @@
-"""The code block of docs/regularisers.md runs as written."""
+"""The code blocks of the docs pages run as written."""
 
 import re
 from pathlib import Path
@@ -26,3 +26,14 @@ def test_regularisers_page_jax_example_runs():
     namespace = {}
     exec(compile(jax_blocks[0], str(PAGE), "exec"), namespace)  # noqa: S102 - our own documentation
     assert namespace["diag"].backward.ok
+
+
+def test_jax_page_example_runs():
+    pytest.importorskip("jax")
+    page = PAGE.parent / "jax.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    assert blocks, "the JAX page lost its example"
+    namespace = {}
+    exec(compile(blocks[0], str(page), "exec"), namespace)  # noqa: S102 - our own documentation
+    diag, grads = namespace["diag"], namespace["grads"]
+    assert diag.backward.ok and set(grads) == {"W", "b"}
