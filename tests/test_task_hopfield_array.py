@@ -99,3 +99,63 @@ def test_bad_input():
         model.clamp(np.zeros(D_IN + 1))
     with pytest.raises(ValueError, match="truncation"):
         array_gradient(model, np.zeros(D_IN), "neumann_rbp", 0)
+
+
+@pytest.mark.parametrize("method", ["neumann_rbp", "tbptt"])
+def test_first_training_steps_agree_with_torch(method):
+    """The same W_0 (numpy), corruption and order: ten Adam steps on both paths, float64."""
+    from rbpsolve.adapters.tasks.hopfield.array_train import initial_weights, train_trial_array
+    from rbpsolve.adapters.tasks.hopfield.train import TrainConfig, train_trial
+
+    patterns = (np.random.default_rng(0).random((3, 3, 3)) > 0.5).astype(np.float32)
+    config = TrainConfig(method=method, truncate=4, iters=10, hidden=5, valid_every=5, steps=20, lr=1e-2)
+    W0 = initial_weights(2 * 9 + 5, config.seed, init_scale=0.1)
+    expected = train_trial(patterns, config, W0=W0)
+    got = train_trial_array(patterns, config, np, dtype=np.float64, W0=W0)
+    np.testing.assert_allclose(got["train_loss"], expected["train_loss"], rtol=1e-10)
+    assert got["final_loss"] == pytest.approx(expected["final_loss"], rel=1e-10)
+    assert got["initial_loss"] == pytest.approx(expected["initial_loss"], rel=1e-12)
+    # the torch path averages the binarised retrieval in the patterns' float32: equal up to that rounding
+    assert [v for _, v in got["valid"]] == pytest.approx([v for _, v in expected["valid"]], rel=1e-7)
+    assert got["status"] == expected["status"] and got["backward_status"] == expected["backward_status"]
+
+
+def test_adam_matches_torch():
+    from rbpsolve.adapters.tasks.array_optim import SGD, Adam
+
+    rng = np.random.default_rng(0)
+    p0, grads = rng.standard_normal(5), [rng.standard_normal(5) for _ in range(6)]
+    for ours, theirs in ((Adam(lr=0.01), lambda q: torch.optim.Adam([q], lr=0.01)),
+                         (SGD(lr=0.1, momentum=0.9), lambda q: torch.optim.SGD([q], lr=0.1, momentum=0.9))):
+        p, q = p0.copy(), torch.tensor(p0, requires_grad=True)
+        opt = theirs(q)
+        for g in grads:
+            p = ours.step(p, g)
+            q.grad = torch.tensor(g)
+            opt.step()
+        np.testing.assert_allclose(p, q.detach().numpy(), rtol=1e-13)
+    with pytest.raises(ValueError):
+        Adam(lr=-1)
+
+
+def test_cli_backend_numpy_runs_and_cupy_says_why(capsys):
+    from rbpsolve.adapters.tasks.data import data_root
+    from rbpsolve.adapters.tasks.hopfield import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.task_main(["--quick", "--backend", "numpy", "--regulariser", "gershgorin"])
+    assert info.value.code == 2 and "--backend torch" in capsys.readouterr().err
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        with pytest.raises(SystemExit) as info:
+            cli.task_main(["--quick", "--backend", "cupy"])
+        assert info.value.code == 2 and "--backend numpy" in capsys.readouterr().err
+    if not (data_root() / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("real MNIST files not under $RBPSOLVE_DATA/mnist")
+    assert cli.task_main(["--quick", "--backend", "numpy", "--method", "neumann_rbp", "--truncate", "3",
+                          "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "backend numpy" in out and "result: " in out and "VJP" in out

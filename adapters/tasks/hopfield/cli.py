@@ -88,6 +88,9 @@ def task_main(argv: list[str]) -> int:
     p = _cli.make_parser(prog, "Train the Hopfield associative memory once (Sec. 4.1 of Liao et al. 2018) with one "
                                "gradient method; print the outcome.")
     p.add_argument("--truncate", type=_POSITIVE, default=20, help="truncation K (TBPTT steps, RBP solver steps)")
+    p.add_argument("--backend", choices=("torch", "numpy", "cupy"), default="torch",
+                   help="torch: the autograd model; numpy or cupy: the array-API model with hand-written products "
+                        "(float32; numpy on the CPU, cupy on its current GPU; no regularisers)")
     p.add_argument("--regulariser", type=_regulariser_spec, default=("none", 1.0, None), metavar="SPEC",
                    help=_REG_HELP + " (default: none)")
     p.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated: use --out DIR
@@ -106,21 +109,33 @@ def task_main(argv: list[str]) -> int:
     if args.json is not None:
         print(f"{prog}: --json FILE is deprecated; use --out DIR", file=sys.stderr)
         out = args.json
+    if args.backend != "torch" and name != "none":
+        p.error("--regulariser needs --backend torch")
+    xp = _array_namespace(args.backend, prog) if args.backend != "torch" else None
+    if xp is not None and args.device != "cpu":
+        p.error(f"--device applies to --backend torch; --backend {args.backend} runs where its arrays live")
     _cli.start_out(prog, out)
     patterns = _patterns(args, pool, num, prog)
     start = time.perf_counter()
     with _cli.progress_bar(total=config.iters, desc=f"{args.method} K={args.truncate}",
                            enabled=not args.no_progress) as bar:
-        trial = train_trial(patterns, config, progress=bar.update)
+        if xp is None:
+            trial = train_trial(patterns, config, progress=bar.update)
+        else:
+            from .array_train import train_trial_array
+
+            trial = train_trial_array(patterns, config, xp, progress=bar.update)
     seconds = time.perf_counter() - start
 
     def num_text(value):
         return "-" if value is None else f"{value:.4g}"
 
-    print(f"method {args.method}, truncation {args.truncate}, {config.iters} steps, {seconds:.1f} s")
+    print(f"method {args.method}, truncation {args.truncate}, {config.iters} steps, backend {args.backend}, "
+          f"{seconds:.1f} s")
     print(f"initial loss {num_text(trial['initial_loss'])}, final loss {num_text(trial['final_loss'])}")
     print(f"result: {trial['status']} ({trial['reason']})")
-    print(f"backward solves: {trial['backward_status']}; diverging: {trial['diverging_solves']}; "
+    diverging = "-" if trial["diverging_solves"] is None else trial["diverging_solves"]
+    print(f"backward solves: {trial['backward_status']}; diverging: {diverging}; "
           f"products: {trial['num_vjp']} VJP, {trial['num_jvp']} JVP")
     print(f"validation error (corrupted input) at the end: {trial['valid'][-1][1]:.4f}")
     if trial["penalty"]:
@@ -134,6 +149,24 @@ def task_main(argv: list[str]) -> int:
         path.write_text(json.dumps(trial) + "\n")
         print(f"wrote {path}")
     return 0 if trial["status"] != "nan" else 1
+
+
+def _array_namespace(backend, prog):
+    """``array_api_compat``'s numpy or cupy namespace; a one-line error where cupy cannot run."""
+    if backend == "numpy":
+        import array_api_compat.numpy as xp
+
+        return xp
+    try:
+        import array_api_compat.cupy as xp
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # not installed, or no GPU / driver
+        _cli.fail(prog, f"--backend cupy cannot run here ({type(error).__name__}: {error}); install "
+                        "cupy-cuda12x or cupy-cuda13x (the [cupy] extra) on a machine with an NVIDIA GPU, or use "
+                        "--backend numpy")
+    return xp
 
 
 def _merge(args, prog) -> int:

@@ -76,7 +76,7 @@ def _retrieval_error(net, patterns, corrupted, steps):
     return float(np.mean(errors)), outputs
 
 
-def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> dict:
+def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None, W0: np.ndarray | None = None) -> dict:
     """Train one network from its own seeded initialisation and corruption.
 
     Parameters
@@ -86,6 +86,9 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> 
     config : TrainConfig
     progress : callable, optional
         Called with no argument after every step (e.g. a tqdm ``update``).
+    W0 : numpy.ndarray, optional
+        Initial raw weights instead of the seeded torch draw (float64 ones make the network
+        float64): the array-API path's numpy draw, to compare the two paths step by step.
 
     Returns
     -------
@@ -99,7 +102,11 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None) -> 
     device = torch.device(config.device)
     gen = torch.Generator().manual_seed(config.seed)
     side = patterns.shape[-1]
-    net = HopfieldNet(side * side, config.hidden, generator=gen).to(device)
+    dtype = torch.float64 if W0 is not None and W0.dtype == np.float64 else torch.float32
+    net = HopfieldNet(side * side, config.hidden, generator=gen, dtype=dtype).to(device)
+    if W0 is not None:
+        with torch.no_grad():
+            net.W0.copy_(torch.as_tensor(W0, dtype=dtype, device=device))
     clean = torch.as_tensor(patterns, device=device)
     noise_rng = np.random.default_rng(config.seed)
     noisy = torch.as_tensor(np.stack([corrupt(p, config.corrupt_level, noise_rng) for p in patterns]),
