@@ -19,7 +19,7 @@ from ..array_optim import Adam
 from .array_methods import array_gradient
 from .array_model import ArrayHopfield
 from .patterns import corrupt
-from .train import SUCCESS_RATIO
+from .stats import verdict
 
 __all__ = ["initial_weights", "train_trial_array"]
 
@@ -97,12 +97,7 @@ def train_trial_array(patterns: np.ndarray, config, xp, *, device=None, dtype=No
         if progress is not None:
             progress()
     final = _mean_loss(model, clean, config.steps)
-    if status is None and not math.isfinite(final):
-        status, reason = "nan", "non-finite final loss"
-    if status is None:
-        ok = final < SUCCESS_RATIO * initial
-        status = "success" if ok else "failed"
-        reason = f"final/initial loss {final / initial:.3f} {'<' if ok else '>='} {SUCCESS_RATIO}"
+    status, reason = verdict(initial, final, status, reason)
     valid.append((len(train_loss), _retrieval_error(model, clean, noisy, config.steps)))
     return {"config": {**config.__dict__, "backend": xp.__name__}, "status": status, "reason": reason,
             "initial_loss": initial, "final_loss": final if math.isfinite(final) else None,

@@ -58,7 +58,7 @@ _REG_HELP = ("NAME[:WEIGHT[:PARAM]], NAME one of none, frobenius (PARAM: probes,
 
 
 def _settings(args, prog):
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     if args.device != "cpu":
         _cli.check_device(prog, args.device)
@@ -99,8 +99,6 @@ def task_main(argv: list[str]) -> int:
     import json
     import time
 
-    from .train import train_trial
-
     config, pool, num = _settings(args, prog)
     name, weight, param = args.regulariser
     config = dataclasses.replace(config, method=args.method, truncate=args.truncate, regulariser=name,
@@ -120,6 +118,8 @@ def task_main(argv: list[str]) -> int:
     with _cli.progress_bar(total=config.iters, desc=f"{args.method} K={args.truncate}",
                            enabled=not args.no_progress) as bar:
         if xp is None:
+            from .train import train_trial
+
             trial = train_trial(patterns, config, progress=bar.update)
         else:
             from .array_train import train_trial_array

@@ -6,7 +6,21 @@ import math
 
 from ..methods import METHODS, label
 
-__all__ = ["wilson", "PAPER_TABLE1", "PAPER_NAMES"]
+__all__ = ["wilson", "verdict", "SUCCESS_RATIO", "PAPER_TABLE1", "PAPER_NAMES"]
+
+#: Table 1's criterion: a trial succeeds when its final training loss is below this share of the initial one.
+SUCCESS_RATIO = 0.5
+
+
+def verdict(initial: float, final: float, status: str | None, reason: str) -> tuple[str, str]:
+    """``(status, reason)`` of a trial: "nan" for a non-finite final loss (or an earlier ``status``),
+    else "success" or "failed" by :data:`SUCCESS_RATIO` of ``initial``."""
+    if status is None and not math.isfinite(final):
+        return "nan", "non-finite final loss"
+    if status is not None:
+        return status, reason
+    ok = final < SUCCESS_RATIO * initial
+    return ("success" if ok else "failed"), f"final/initial loss {final / initial:.3f} {'<' if ok else '>='} {SUCCESS_RATIO}"
 
 #: Table 1 of Liao et al. (2018): success rate (%) per truncation, 100 trials a cell in the paper.
 PAPER_TABLE1 = {

@@ -19,38 +19,15 @@ import time
 import numpy as np
 import torch
 
-from ..methods import canonical
-from .methods import METHODS, gradient
+from .config import TrainConfig
+from .methods import gradient
 from .model import HopfieldNet
 from .patterns import corrupt
 from .regularised import make_penalty, spectrum
+from .stats import SUCCESS_RATIO, verdict
 
 __all__ = ["TrainConfig", "train_trial", "mean_loss", "SUCCESS_RATIO"]
 
-SUCCESS_RATIO = 0.5
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one run (defaults: the paper's ``config/hopfield.yaml``)."""
-
-    method: str = "neumann_rbp"
-    truncate: int = 20
-    iters: int = 10_000
-    hidden: int = 1024
-    steps: int = 50
-    lr: float = 1e-3
-    corrupt_level: float = 0.5
-    valid_every: int = 100
-    seed: int = 0
-    device: str = "cpu"
-    regulariser: str = "none"  # a Jacobian regulariser added to the loss (see regularised.py)
-    reg_weight: float = 1.0
-    reg_param: float | None = None  # its eta, delta or probe count (None: regularised.DEFAULT_PARAM)
-    spectrum_every: int = 0  # log estimates of rho(J) and sigma_min(I - J) every this many steps (0: never)
-
-    def __post_init__(self):  # any spelling of a method (e.g. the older "neumann") is recorded canonically
-        object.__setattr__(self, "method", canonical(self.method, METHODS))
 
 
 def mean_loss(net: HopfieldNet, patterns: torch.Tensor, steps: int) -> float:
@@ -156,12 +133,7 @@ def train_trial(patterns: np.ndarray, config: TrainConfig, *, progress=None, W0:
         if progress is not None:
             progress()
     final = mean_loss(net, clean, config.steps)
-    if status is None and not math.isfinite(final):
-        status, reason = "nan", "non-finite final loss"
-    if status is None:
-        ok = final < SUCCESS_RATIO * initial
-        status = "success" if ok else "failed"
-        reason = f"final/initial loss {final / initial:.3f} {'<' if ok else '>='} {SUCCESS_RATIO}"
+    status, reason = verdict(initial, final, status, reason)
     seconds = time.perf_counter() - start - spectrum_seconds
     if config.spectrum_every and math.isfinite(final):
         log_spectrum(len(train_loss))
