@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .methods import ALIASES, canonical
 
-__all__ = ["HelpFormatter", "add_common", "check_device", "data_message", "fail", "flat", "make_parser", "method_list", "method_type",
+__all__ = ["HelpFormatter", "add_backend", "array_namespace", "add_common", "check_device", "data_message", "fail", "flat", "make_parser", "method_list", "method_type",
            "number", "progress_bar", "record_path", "start_out"]
 
 ENV_VAR = "RBPSOLVE_DATA"
@@ -211,3 +211,30 @@ def _isatty(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+BACKENDS = ("torch", "numpy", "cupy")
+
+
+def add_backend(p: argparse.ArgumentParser, what: str) -> None:
+    """``--backend torch|numpy|cupy`` (torch the default): the autograd model or the array-API one."""
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help=f"torch: the autograd model; numpy or cupy: the array-API model with hand-written products "
+                        f"(float32; numpy on the CPU, cupy on its current GPU; {what})")
+
+
+def array_namespace(prog: str, backend: str):
+    """``array_api_compat``'s numpy or cupy namespace for ``--backend``; a one-line error where cupy cannot run."""
+    if backend == "numpy":
+        import array_api_compat.numpy as xp
+
+        return xp
+    try:
+        import array_api_compat.cupy as xp
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # not installed, or no GPU / driver
+        fail(prog, f"--backend cupy cannot run here ({type(error).__name__}: {error}); install cupy-cuda12x or "
+                   "cupy-cuda13x (the [cupy] extra) on a machine with an NVIDIA GPU, or use --backend numpy")
+    return xp

@@ -44,13 +44,16 @@ class Adam:
 
 
 class SGD:
-    """SGD with momentum ``mu`` (``torch.optim.SGD``'s: ``b <- mu b + g``, ``p <- p - lr b``)."""
+    """SGD with momentum ``mu`` and weight decay ``lambda`` (``torch.optim.SGD``'s, no dampening):
+    ``d = g + lambda p``, ``b <- mu b + d`` (``b = d`` at the first step), ``p <- p - lr b``."""
 
-    def __init__(self, lr: float, momentum: float = 0.0):
-        if not (lr > 0 and 0 <= momentum < 1):
-            raise ValueError(f"need lr > 0 and 0 <= momentum < 1; got lr={lr}, momentum={momentum}")
-        self.lr, self.momentum, self.buffer = float(lr), float(momentum), None
+    def __init__(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        if not (lr > 0 and 0 <= momentum < 1 and weight_decay >= 0):
+            raise ValueError(f"need lr > 0, 0 <= momentum < 1, weight_decay >= 0; got lr={lr}, momentum={momentum}, "
+                             f"weight_decay={weight_decay}")
+        self.lr, self.momentum, self.weight_decay, self.buffer = float(lr), float(momentum), float(weight_decay), None
 
     def step(self, param, grad):
-        self.buffer = grad if self.buffer is None else self.momentum * self.buffer + grad
+        d = grad + self.weight_decay * param if self.weight_decay else grad
+        self.buffer = d if self.buffer is None else self.momentum * self.buffer + d
         return param - self.lr * self.buffer

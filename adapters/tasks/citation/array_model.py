@@ -134,4 +134,4 @@ class ArrayGRUGraph:
 
 
 def _sigmoid(xp, a):
-    return 1.0 / (1.0 + xp.exp(-a))
+    return 0.5 * (1.0 + xp.tanh(0.5 * a))  # sigmoid without overflow (exp(-a) overflows float32 for a < -88)

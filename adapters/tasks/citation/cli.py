@@ -56,10 +56,14 @@ def _no_download(prog, args):
                         "github.com/kimiyoung/planetoid (data/) into DIR/planetoid/ and give --data DIR")
 
 
-def _run(config, data, desc: str, enabled: bool) -> dict:
-    from .train import train
-
+def _run(config, data, desc: str, enabled: bool, xp=None) -> dict:
     with _cli.progress_bar(total=config.epochs, desc=desc, unit="epoch", leave=False, enabled=enabled) as bar:
+        if xp is not None:
+            from .array_train import train_array
+
+            return train_array(config, xp, data, progress=bar.update)
+        from .train import train
+
         return train(config, data, progress=bar.update)
 
 
@@ -80,13 +84,21 @@ def task_main(argv: list[str]) -> int:
         prog, "Train the GRU graph network of Liao et al. (2018, Sec. 4.2) on a Planetoid citation graph with one "
               "gradient method, on a random 1%/49%/50% split; print accuracies.")
     parser.add_argument("--dataset", choices=DATASETS, default="cora", help="the Planetoid citation graph")
+    _cli.add_backend(parser, "the GRU graph network only, not the baseline")
     _common(parser, multi=False, out_default=None,
             out_help="write the run's record, DIR/record.json (None: write nothing)")
     args = parser.parse_args(argv)
     _no_download(prog, args)
     from ..data import DataFileError
-    from .train import Config, prepare
+    from .config import Config, prepare
 
+    xp = None
+    if args.backend != "torch":
+        if args.device != "cpu":
+            parser.error(f"--device applies to --backend torch; --backend {args.backend} runs where its arrays live")
+        if args.method == "baseline":
+            parser.error("--method baseline runs with --backend torch only")
+        xp = _cli.array_namespace(prog, args.backend)
     if args.device != "cpu":
         _cli.check_device(prog, args.device)
     try:
@@ -99,12 +111,12 @@ def task_main(argv: list[str]) -> int:
     except DataFileError as error:
         _cli.fail(prog, _cli.data_message(error, args.data))
     start = time.perf_counter()
-    record = _run(config, data, f"{config.dataset} {config.method}", not args.no_progress)
+    record = _run(config, data, f"{config.dataset} {config.method}", not args.no_progress, xp)
     seconds = time.perf_counter() - start
     print(f"{config.dataset} {config.method} seed {config.seed}: status {record['status']}, "
           f"best validation {record['best_val_acc']:.2f}%, test at best validation "
           f"{record['test_acc_at_best_val']:.2f}%, adjoint statuses {record['backward_status'] or '-'}, "
-          f"{seconds:.1f} s")
+          f"{seconds:.1f} s" + ("" if xp is None else f", backend {args.backend}"))
     if args.out is not None:
         path = _cli.record_path(args.out, "record.json")
         path.write_text(json.dumps(record))

@@ -78,7 +78,7 @@ class ArrayHopfield:
         return xp.concat([flat, xp.zeros(self.n - self.input_dim, dtype=flat.dtype, device=array_api_compat.device(flat))])
 
     def _s(self, h):
-        return 1.0 / (1.0 + self.xp.exp(-self.b * h))
+        return 0.5 * (1.0 + self.xp.tanh(0.5 * self.b * h))  # sigmoid(b h), without exp overflow
 
     def update(self, h, x):
         """``F(h) = m * ((1 - a) h + W sigmoid(b h)) + (1 - m) * x``."""

@@ -88,9 +88,7 @@ def task_main(argv: list[str]) -> int:
     p = _cli.make_parser(prog, "Train the Hopfield associative memory once (Sec. 4.1 of Liao et al. 2018) with one "
                                "gradient method; print the outcome.")
     p.add_argument("--truncate", type=_POSITIVE, default=20, help="truncation K (TBPTT steps, RBP solver steps)")
-    p.add_argument("--backend", choices=("torch", "numpy", "cupy"), default="torch",
-                   help="torch: the autograd model; numpy or cupy: the array-API model with hand-written products "
-                        "(float32; numpy on the CPU, cupy on its current GPU; no regularisers)")
+    _cli.add_backend(p, "no regularisers")
     p.add_argument("--regulariser", type=_regulariser_spec, default=("none", 1.0, None), metavar="SPEC",
                    help=_REG_HELP + " (default: none)")
     p.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated: use --out DIR
@@ -109,7 +107,7 @@ def task_main(argv: list[str]) -> int:
         out = args.json
     if args.backend != "torch" and name != "none":
         p.error("--regulariser needs --backend torch")
-    xp = _array_namespace(args.backend, prog) if args.backend != "torch" else None
+    xp = _cli.array_namespace(prog, args.backend) if args.backend != "torch" else None
     if xp is not None and args.device != "cpu":
         p.error(f"--device applies to --backend torch; --backend {args.backend} runs where its arrays live")
     _cli.start_out(prog, out)
@@ -130,8 +128,8 @@ def task_main(argv: list[str]) -> int:
     def num_text(value):
         return "-" if value is None else f"{value:.4g}"
 
-    print(f"method {args.method}, truncation {args.truncate}, {config.iters} steps, backend {args.backend}, "
-          f"{seconds:.1f} s")
+    backend = "" if xp is None else f", backend {args.backend}"
+    print(f"method {args.method}, truncation {args.truncate}, {config.iters} steps, {seconds:.1f} s{backend}")
     print(f"initial loss {num_text(trial['initial_loss'])}, final loss {num_text(trial['final_loss'])}")
     print(f"result: {trial['status']} ({trial['reason']})")
     diverging = "-" if trial["diverging_solves"] is None else trial["diverging_solves"]
@@ -149,24 +147,6 @@ def task_main(argv: list[str]) -> int:
         path.write_text(json.dumps(trial) + "\n")
         print(f"wrote {path}")
     return 0 if trial["status"] != "nan" else 1
-
-
-def _array_namespace(backend, prog):
-    """``array_api_compat``'s numpy or cupy namespace; a one-line error where cupy cannot run."""
-    if backend == "numpy":
-        import array_api_compat.numpy as xp
-
-        return xp
-    try:
-        import array_api_compat.cupy as xp
-        import cupy
-
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # not installed, or no GPU / driver
-        _cli.fail(prog, f"--backend cupy cannot run here ({type(error).__name__}: {error}); install "
-                        "cupy-cuda12x or cupy-cuda13x (the [cupy] extra) on a machine with an NVIDIA GPU, or use "
-                        "--backend numpy")
-    return xp
 
 
 def _merge(args, prog) -> int:

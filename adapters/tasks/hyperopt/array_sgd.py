@@ -71,7 +71,7 @@ class ArrayTrainingStep:
         self.seg = xp.asarray(seg, device=device)
         self.sizes = sizes
         self.alpha = xp.take(xp.exp(theta[0, :]), self.seg)
-        self.beta = xp.take(1.0 / (1.0 + xp.exp(-theta[1, :])), self.seg)
+        self.beta = xp.take(0.5 * (1.0 + xp.tanh(0.5 * theta[1, :])), self.seg)  # sigmoid, no exp overflow
         classes = mlp.layers[-1]
         onehot = np.zeros((x.shape[0], classes))
         onehot[np.arange(x.shape[0]), np.asarray(y).astype(np.int64)] = 1.0

@@ -8,7 +8,6 @@ at meta step 50 of 100), the meta-loss recorded as ``log10``.
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
