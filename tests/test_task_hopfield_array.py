@@ -160,26 +160,3 @@ def test_cli_backend_numpy_runs_and_cupy_says_why(capsys):
     out = capsys.readouterr().out
     assert "backend numpy" in out and "result: " in out and "VJP" in out
 
-
-def test_numpy_backend_needs_no_torch(tmp_path):
-    """`task hopfield --backend numpy` with torch made unimportable (a fresh interpreter)."""
-    import subprocess
-    import sys
-
-    from rbpsolve.adapters.tasks.data import data_root
-
-    if not (data_root() / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("real MNIST files not under $RBPSOLVE_DATA/mnist")
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from rbpsolve.adapters.tasks.hopfield import cli\n"
-        "sys.exit(cli.task_main(['--quick', '--backend', 'numpy', '--no-progress']))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "backend numpy" in proc.stdout

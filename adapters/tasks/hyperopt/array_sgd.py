@@ -100,14 +100,15 @@ class ArrayTrainingStep:
         e = self.xp.exp(s - self.xp.max(s, axis=1, keepdims=True))
         return e / self.xp.sum(e, axis=1, keepdims=True)
 
-    def loss_and_grad(self, w):
-        """``(ell(w), grad ell(w))``."""
+    def loss_and_grad(self, w, *, weight_decay: bool = True):
+        """``(ell(w), grad ell(w))``; ``weight_decay=False`` leaves out the ``lambda ||w||^2`` term (the meta-loss)."""
         xp = self.xp
+        wd = WEIGHT_DECAY if weight_decay else 0.0
         params = self._unflatten(w)
         acts = self._forward(params)
         p = self._softmax(acts[-1])
         N = self.x.shape[0]
-        loss = -xp.sum(self.onehot * xp.log(p)) / N + WEIGHT_DECAY * xp.sum(w * w)
+        loss = -xp.sum(self.onehot * xp.log(p)) / N + wd * xp.sum(w * w)
         delta = (p - self.onehot) / N
         grads = [None] * len(params)
         n = len(params) // 2
@@ -116,7 +117,7 @@ class ArrayTrainingStep:
             grads[2 * k + 1] = xp.sum(delta, axis=0)
             if k > 0:
                 delta = (delta @ xp.matrix_transpose(params[2 * k])) * (1.0 - acts[k] * acts[k])
-        return loss, self._flatten(grads) + 2.0 * WEIGHT_DECAY * w
+        return loss, self._flatten(grads) + 2.0 * wd * w
 
     def hvp(self, w, d):
         """``H d``, ``H`` the Hessian of ``ell`` at ``w``: Pearlmutter's R-operator by hand."""
@@ -148,8 +149,10 @@ class ArrayTrainingStep:
 
     # -- the training step and its products ------------------------------------------------------
     def __call__(self, h):
+        """``F(h)``; the mini-batch loss at ``w`` is kept as ``last_loss`` (a float)."""
         w, v = h[:self.P], h[self.P:]
-        _, g = self.loss_and_grad(w)
+        loss, g = self.loss_and_grad(w)
+        self.last_loss = float(loss)
         v_new = self.beta * v - (1.0 - self.beta) * g
         return self.xp.concat([w + self.alpha * v_new, v_new])
 

@@ -64,6 +64,26 @@ def _run_cell(args, mlp, data, split, method, steps, truncate, meta_steps, batch
     return rec
 
 
+def _run_cell_array(args, xp, sizes, steps, truncate, meta_steps, batch_size, prog):
+    """One method, one (T, K) on numpy/cupy: the record of :func:`_run_cell` (no torch imported)."""
+    from ..data import DataFileError
+    from .array_experiment import SPLIT, evaluate_array, load_split_arrays, optimise_array
+    from .layout import MLPLayout
+
+    try:
+        split = load_split_arrays(args.data, sizes=sizes or SPLIT, download=args.download)
+    except DataFileError as error:
+        _cli.fail(prog, _cli.data_message(error, args.data))
+    mlp, meta = MLPLayout(), split["train"] if args.meta_objective == "train" else split["val"]
+    rec = optimise_array(mlp, split["train"], meta, xp, method=args.method, steps=steps, truncate=truncate,
+                         meta_steps=meta_steps, meta_lr=args.meta_lr, batch_size=batch_size, seed=args.seed,
+                         progress=not args.no_progress, desc=args.method)
+    loss, err = evaluate_array(mlp, rec["theta"], split["train"], split["test"], xp, steps=steps,
+                               batch_size=batch_size, seed=args.seed)
+    rec["test"] = {"loss": loss, "error": err}
+    return rec
+
+
 def _write(results, out: Path, table_title: str):
     from . import report
 
@@ -81,24 +101,31 @@ def task_main(argv: list[str]) -> int:
     p.add_argument("--steps", type=_cli.number(int, 2), default=100, help="training steps T per meta step")
     p.add_argument("--truncate", type=_POSITIVE, default=50,
                    help="K: TBPTT's graph length or the adjoint solver's iterations")
+    _cli.add_backend(p, "its initial weights and batch order drawn with numpy")
     _common(p, multi=False, out_default=None,
             out_help="output directory for results.json, summary.md and the figures (None: write nothing)")
     args = p.parse_args(argv)
+    if args.backend != "torch" and args.device != "cpu":
+        p.error(f"--device applies to --backend torch; --backend {args.backend} runs where its arrays live")
     sizes, steps, K, meta_steps, bs = None, args.steps, args.truncate, args.meta_steps or 100, args.batch_size
     if args.quick:
         sizes, steps, K, meta_steps, bs = QUICK["sizes"], QUICK["steps"], QUICK["truncate"], QUICK["meta_steps"], QUICK["batch_size"]
-    from .sgd import MLP
-
+    xp = None if args.backend == "torch" else _cli.array_namespace(prog, args.backend)
     out = _cli.start_out(prog, args.out)
-    data, split = _load(args, sizes, prog)
-    mlp = MLP()
     start = time.perf_counter()
-    rec = _run_cell(args, mlp, data, split, args.method, steps, K, meta_steps, bs, desc=args.method)
+    if xp is None:
+        from .sgd import MLP
+
+        data, split = _load(args, sizes, prog)
+        rec = _run_cell(args, MLP(), data, split, args.method, steps, K, meta_steps, bs, desc=args.method)
+    else:
+        rec = _run_cell_array(args, xp, sizes, steps, K, meta_steps, bs, prog)
     seconds = time.perf_counter() - start
     results = {"meta_steps": meta_steps, "meta_objective": args.meta_objective, "device": args.device,
                "cells": [{"steps": steps, "truncate": K, "methods": {args.method: rec}}]}
     print(f"{args.method} T={steps} K={K}: log10 meta-loss {rec['meta_loss_log10'][0]:.3f} -> "
-          f"{rec['meta_loss_log10'][-1]:.3f}; test error {100 * rec['test']['error']:.2f} %; {seconds:.1f} s")
+          f"{rec['meta_loss_log10'][-1]:.3f}; test error {100 * rec['test']['error']:.2f} %; {seconds:.1f} s"
+          + ("" if xp is None else f", backend {args.backend}"))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _write(results, out, f"hyperopt: {args.method}, T = {steps}, K = {K}")

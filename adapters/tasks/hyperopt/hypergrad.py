@@ -135,6 +135,7 @@ def meta_step(
     batch_size: int = 200,
     seed: int = 1234,
     forward_graph: bool = False,
+    start=None,
 ) -> MetaStep:
     """Train ``steps`` steps from the seeded start with hyperparameters ``theta``; meta-loss and its gradient.
 
@@ -158,13 +159,20 @@ def meta_step(
         RBP methods only: record the graph through steps ``1 .. T-2`` anyway, as the
         paper's code does (it builds every step with ``create_graph=True`` and only
         detaches at ``T - 1``); for measuring its memory (Table 3), never needed otherwise.
+    start : (numpy.ndarray, list of numpy.ndarray), optional
+        ``(h_0, schedule)`` instead of the seeded torch draws: the array-API path's
+        (:func:`.array_hypergrad.numpy_start`), to compare the two step by step.
     """
     method = _check(method, steps, truncate)
     t0 = time.perf_counter()
     theta = theta.detach().clone().requires_grad_()
     gen = torch.Generator().manual_seed(seed)
-    h0 = init_state(mlp, gen, dtype=theta.dtype, device=theta.device)
-    schedule = batch_schedule(data.x_train.shape[0], batch_size, steps, gen)
+    if start is None:
+        h0 = init_state(mlp, gen, dtype=theta.dtype, device=theta.device)
+        schedule = batch_schedule(data.x_train.shape[0], batch_size, steps, gen)
+    else:
+        h0 = torch.as_tensor(start[0], dtype=theta.dtype, device=theta.device)
+        schedule = [torch.as_tensor(idx, dtype=torch.int64) for idx in start[1]]
     losses = []
     count = iter(range(steps))
 

@@ -27,43 +27,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as nnf
 
+from .layout import PAPER_LAYERS, MLPLayout
+
 __all__ = ["PAPER_LAYERS", "MLP", "init_state", "hyper_init", "TrainingStep"]
 
-PAPER_LAYERS = (784, 50, 50, 50, 10)
 WEIGHT_DECAY = math.exp(-100.0)
 
 
 @dataclass(frozen=True)
-class MLP:
-    """Shapes of a fully connected tanh network (linear output layer) and its flat layout.
-
-    Parameters
-    ----------
-    layers : tuple of int
-        Widths from input to output, e.g. ``(784, 50, 50, 50, 10)``.
-    """
-
-    layers: tuple = PAPER_LAYERS
-
-    def __post_init__(self):
-        if len(self.layers) < 2 or any(int(n) < 1 for n in self.layers):
-            raise ValueError(f"layers must list at least two positive widths, input to output; got {self.layers}")
-
-    @property
-    def shapes(self):
-        """``[(n_in, n_out), (n_out,), ...]``: weight then bias of each layer."""
-        out = []
-        for n_in, n_out in zip(self.layers[:-1], self.layers[1:]):
-            out += [(n_in, n_out), (n_out,)]
-        return out
-
-    @property
-    def num_tensors(self) -> int:
-        return len(self.shapes)
-
-    @property
-    def num_params(self) -> int:
-        return sum(math.prod(s) for s in self.shapes)
+class MLP(MLPLayout):
+    """:class:`.layout.MLPLayout` with the torch forward pass and loss (see there for ``layers``)."""
 
     def segments(self, device=None) -> torch.Tensor:
         """For each entry of the flat weight vector, the index of its tensor (for per-tensor rates)."""
