@@ -69,3 +69,24 @@ def test_sparse_needs_numpy_or_cupy():
         Adjacency(np.zeros((2, 1), dtype=int), 2, strict, strict.float64)
     with pytest.raises(ValueError, match="shape"):
         Adjacency(np.zeros((3, 1), dtype=int), 2, xp, xp.float64)
+
+
+def test_operators_take_a_snapshot_of_the_state():
+    """Changing h after building the operator (in place, as numpy allows) changes nothing: J is J(h)
+    at the time, as a retained autograd graph is (the three array-API task models)."""
+    from rbpsolve.adapters.tasks.hopfield.array_model import ArrayHopfield
+    from rbpsolve.adapters.tasks.hyperopt.array_sgd import ArrayTrainingStep
+    from rbpsolve.adapters.tasks.hyperopt.layout import MLPLayout
+
+    _, model, rng = _pair(5)
+    mlp = MLPLayout((5, 4, 3))
+    step = ArrayTrainingStep(mlp, np.zeros((2, mlp.num_tensors)), rng.standard_normal((6, 5)), rng.integers(0, 3, 6))
+    hop = ArrayHopfield(0.3 * rng.standard_normal((12, 12)), 4)
+    for m, shape in ((model, (N, H)), (step, (2 * mlp.num_params,)), (hop, (12,))):
+        h = rng.standard_normal(shape)
+        u = rng.standard_normal(shape)
+        J = m.operator(h)
+        before = (J.rmv(u).copy(), J.mv(u).copy())
+        h *= 3.0  # in place
+        np.testing.assert_array_equal(J.rmv(u), before[0])
+        np.testing.assert_array_equal(J.mv(u), before[1])

@@ -110,3 +110,97 @@ class HopfieldProductsRatio:
         return self._ratio(_neumann)
 
     track_neumann_ratio.unit = "numpy hand-written / torch autograd"
+
+
+# -- citation: the GRU graph network at Cora's size (N = 2708 nodes, 10,556 directed edges, H = 64) -----------
+def _citation_setup(backend):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    N, H, E, C = 2708, 64, 10556, 7
+    edges = rng.integers(0, N, size=(2, E))
+    h = (0.5 * rng.standard_normal((N, H))).astype(np.float32)
+    g = rng.standard_normal((N, H)).astype(np.float32)
+    if backend == "numpy":
+        import array_api_compat.numpy as xp
+
+        from rbpsolve.adapters.tasks.citation.array_model import ArrayGRUGraph
+        from rbpsolve.adapters.tasks.citation.array_sparse import Adjacency
+        from rbpsolve.adapters.tasks.citation.array_train import initial_weights
+
+        w = initial_weights(H, C, 0)
+        w = type(w)(**{k: v.astype(np.float32) for k, v in w.as_dict().items()})
+        return ArrayGRUGraph(w, Adjacency(edges, N, xp, xp.float32)).operator(h), g
+    import torch
+
+    from rbpsolve.adapters.tasks.citation.model import GRUGraphNet
+    from rbpsolve.adapters.torch import jacobian_operator
+
+    torch.manual_seed(0)
+    net = GRUGraphNet(H, C, torch.as_tensor(edges), N)
+    return jacobian_operator(net.step, torch.from_numpy(h)), torch.from_numpy(g)
+
+
+# -- hyperopt: the SGD step of the 784-50-50-50-10 MLP on a 10,000-image batch (state 2P = 89,720) -------------
+def _hyperopt_setup(backend):
+    import numpy as np
+
+    from rbpsolve.adapters.tasks.hyperopt.layout import MLPLayout
+
+    rng = np.random.default_rng(0)
+    mlp = MLPLayout()
+    x, y = rng.standard_normal((10_000, 784)).astype(np.float32), rng.integers(0, 10, 10_000)
+    L = mlp.num_tensors
+    theta = np.stack([np.full(L, -1.0), np.zeros(L)]).astype(np.float32)
+    h = np.concatenate([0.05 * rng.standard_normal(mlp.num_params), np.zeros(mlp.num_params)]).astype(np.float32)
+    g = rng.standard_normal(2 * mlp.num_params).astype(np.float32)
+    if backend == "numpy":
+        from rbpsolve.adapters.tasks.hyperopt.array_sgd import ArrayTrainingStep
+
+        return ArrayTrainingStep(mlp, theta, x, y).operator(h), g
+    import torch
+
+    from rbpsolve.adapters.tasks.hyperopt.sgd import MLP, TrainingStep
+    from rbpsolve.adapters.torch import jacobian_operator
+
+    step = TrainingStep(MLP(), torch.from_numpy(theta), torch.from_numpy(x), torch.from_numpy(y))
+    return jacobian_operator(step, torch.from_numpy(h)), torch.from_numpy(g)
+
+
+class TaskModelProducts:
+    """The citation and hyperopt models: one J^T u and a K = 20 Neumann solve, numpy hand-written vs torch."""
+
+    params = (["citation", "hyperopt"], BACKENDS)
+    param_names = ["task", "backend"]
+    timeout = 300
+
+    def setup(self, task, backend):
+        _require(backend)
+        self.J, self.g = (_citation_setup if task == "citation" else _hyperopt_setup)(backend)
+        self.J.rmv(self.g)
+
+    def time_vjp(self, task, backend):
+        self.J.rmv(self.g)
+
+    def time_neumann20(self, task, backend):
+        _neumann(self.J, self.g)
+
+
+class TaskModelProductsRatio:
+    """numpy hand-written / torch autograd, one process, best of 3."""
+
+    params = ["citation", "hyperopt"]
+    param_names = ["task"]
+    timeout = 300
+
+    def setup(self, task):
+        _require("torch")
+        make = _citation_setup if task == "citation" else _hyperopt_setup
+        self.numpy, self.torch = make("numpy"), make("torch")
+
+    def track_vjp_ratio(self, task):
+        hand = best_time(lambda: self.numpy[0].rmv(self.numpy[1]), lambda: None, repeat=3)
+        autograd = best_time(lambda: self.torch[0].rmv(self.torch[1]), lambda: None, repeat=3)
+        return hand / autograd
+
+    track_vjp_ratio.unit = "numpy hand-written / torch autograd"

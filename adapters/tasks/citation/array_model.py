@@ -67,7 +67,11 @@ class ArrayGRUGraph:
         self.xp = array_api_compat.array_namespace(weights.weight_hh)
         self.H = weights.weight_hh.shape[1]
 
-    def _forward(self, h):
+    def _forward(self, h, gates=None):
+        """``(m, r, z, q, n)`` at ``h``; ``gates`` passes them when already computed (an operator's)."""
+        return self._gates_at(h) if gates is None else gates
+
+    def _gates_at(self, h):
         xp, H, w = self.xp, self.H, self.w
         m = self.A @ h
         Wir, Wiz, Win = _gates(w.weight_ih, H)
@@ -85,9 +89,9 @@ class ArrayGRUGraph:
         _, _, z, _, n = self._forward(h)
         return (1.0 - z) * n + z * h
 
-    def jvp(self, h, v):
+    def jvp(self, h, v, gates=None):
         xp, H = self.xp, self.H
-        _, r, z, q, n = self._forward(h)
+        _, r, z, q, n = self._forward(h, gates)
         Wir, Wiz, Win = _gates(self.w.weight_ih, H)
         Whr, Whz, Whn = _gates(self.w.weight_hh, H)
         T = xp.matrix_transpose
@@ -97,17 +101,17 @@ class ArrayGRUGraph:
         dn = (1.0 - n * n) * (dm @ T(Win) + dr * q + r * (v @ T(Whn)))
         return dz * (h - n) + (1.0 - z) * dn + z * v
 
-    def _cotangents(self, h, u):
-        m, r, z, q, n = self._forward(h)
+    def _cotangents(self, h, u, gates=None):
+        m, r, z, q, n = self._forward(h, gates)
         g_n = (1.0 - n * n) * (1.0 - z) * u
         g_r = r * (1.0 - r) * q * g_n
         g_z = z * (1.0 - z) * (h - n) * u
         g_q = r * g_n
         return m, z, g_r, g_z, g_n, g_q
 
-    def vjp(self, h, u):
+    def vjp(self, h, u, gates=None):
         H = self.H
-        _, z, g_r, g_z, g_n, g_q = self._cotangents(h, u)
+        _, z, g_r, g_z, g_n, g_q = self._cotangents(h, u, gates)
         Wir, Wiz, Win = _gates(self.w.weight_ih, H)
         Whr, Whz, Whn = _gates(self.w.weight_hh, H)
         g_m = g_r @ Wir + g_z @ Wiz + g_n @ Win
@@ -126,8 +130,14 @@ class ArrayGRUGraph:
         }
 
     def operator(self, h):
-        """``J = dF/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator` on ``(N, H)`` arrays."""
-        return rbpsolve.JacobianOperator(lambda u: self.vjp(h, u), lambda v: self.jvp(h, v), like=h)
+        """``J = dF/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator` on ``(N, H)`` arrays.
+
+        The gates at ``h`` are computed once, here, and every product reuses them (as autograd
+        reuses a retained graph); ``h`` is copied, so changing it later does not change ``J``.
+        """
+        h = self.xp.asarray(h, copy=True)
+        gates = self._gates_at(h)
+        return rbpsolve.JacobianOperator(lambda u: self.vjp(h, u, gates), lambda v: self.jvp(h, v, gates), like=h)
 
     def logits(self, h):
         return h @ self.xp.matrix_transpose(self.w.out_weight) + self.w.out_bias

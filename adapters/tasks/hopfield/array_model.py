@@ -103,7 +103,9 @@ class ArrayHopfield:
         return (G + xp.matrix_transpose(G)) * self.off_diagonal
 
     def operator(self, h):
-        """``J = dF/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator`."""
+        """``J = dF/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator` (``h`` copied: changing it
+        later does not change ``J``)."""
+        h = self.xp.asarray(h, copy=True)
         return rbpsolve.JacobianOperator(lambda u: self.vjp(h, u), lambda v: self.jvp(h, v), like=h)
 
     # -- the loss --------------------------------------------------------------------------

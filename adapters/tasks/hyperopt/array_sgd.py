@@ -119,19 +119,25 @@ class ArrayTrainingStep:
                 delta = (delta @ xp.matrix_transpose(params[2 * k])) * (1.0 - acts[k] * acts[k])
         return loss, self._flatten(grads) + 2.0 * wd * w
 
-    def hvp(self, w, d):
-        """``H d``, ``H`` the Hessian of ``ell`` at ``w``: Pearlmutter's R-operator by hand."""
+    def _at(self, w):
+        """``(params, activations, softmax)`` at ``w``: what every Hessian product at ``w`` reuses."""
+        params = self._unflatten(w)
+        acts = self._forward(params)
+        return params, acts, self._softmax(acts[-1])
+
+    def hvp(self, w, d, at=None):
+        """``H d``, ``H`` the Hessian of ``ell`` at ``w``: Pearlmutter's R-operator by hand (``at``:
+        :meth:`_at` of ``w`` when already computed)."""
         xp = self.xp
         T = xp.matrix_transpose
-        params, dirs = self._unflatten(w), self._unflatten(d)
-        acts = self._forward(params)
+        params, acts, p = self._at(w) if at is None else at
+        dirs = self._unflatten(d)
         n = len(params) // 2
         # R-forward: tangents of the pre-activations and activations
         r_acts = [xp.zeros_like(self.x)]
         for k in range(n):
             r_s = r_acts[-1] @ params[2 * k] + acts[k] @ dirs[2 * k] + dirs[2 * k + 1]
             r_acts.append((1.0 - acts[k + 1] * acts[k + 1]) * r_s if k < n - 1 else r_s)
-        p = self._softmax(acts[-1])
         N = self.x.shape[0]
         delta = (p - self.onehot) / N
         r_delta = p * (r_acts[-1] - xp.sum(p * r_acts[-1], axis=1, keepdims=True)) / N
@@ -156,17 +162,17 @@ class ArrayTrainingStep:
         v_new = self.beta * v - (1.0 - self.beta) * g
         return self.xp.concat([w + self.alpha * v_new, v_new])
 
-    def jvp(self, h, d):
+    def jvp(self, h, d, at=None):
         w = h[:self.P]
         dw, dv = d[:self.P], d[self.P:]
-        delta = self.beta * dv - (1.0 - self.beta) * self.hvp(w, dw)
+        delta = self.beta * dv - (1.0 - self.beta) * self.hvp(w, dw, at)
         return self.xp.concat([dw + self.alpha * delta, delta])
 
-    def vjp(self, h, u):
+    def vjp(self, h, u, at=None):
         w = h[:self.P]
         uw, uv = u[:self.P], u[self.P:]
         s = self.alpha * uw + uv
-        return self.xp.concat([uw - self.hvp(w, (1.0 - self.beta) * s), self.beta * s])
+        return self.xp.concat([uw - self.hvp(w, (1.0 - self.beta) * s, at), self.beta * s])
 
     def theta_vjp(self, h, z):
         """``(dF/dtheta)^T z``, shape ``(2, L)``."""
@@ -187,5 +193,11 @@ class ArrayTrainingStep:
         return xp.stack(out)
 
     def operator(self, h):
-        """``J = dF/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator`."""
-        return rbpsolve.JacobianOperator(lambda u: self.vjp(h, u), lambda d: self.jvp(h, d), like=h)
+        """``J = dF/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator`.
+
+        The forward pass at ``h`` is done once, here, and every Hessian product reuses it (as
+        autograd reuses a retained graph); ``h`` is copied, so changing it later does not change ``J``.
+        """
+        h = self.xp.asarray(h, copy=True)
+        at = self._at(h[:self.P])
+        return rbpsolve.JacobianOperator(lambda u: self.vjp(h, u, at), lambda d: self.jvp(h, d, at), like=h)
