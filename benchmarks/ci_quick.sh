@@ -15,8 +15,12 @@ asv check --python=same
 # 5 interleaved rounds of every solver on numpy and torch) add about 10 s. Issue 15's
 # BatchedSmall (GMRES per-sample vs one-vector on a DEQ batch, n = 64, batch 8) about 2 s a
 # process, 4 processes. Issue 21's RegulariserCost.track_products (the products each Jacobian
-# regulariser spends, n = 64 and 256) about 3 s.
+# regulariser spends, n = 64 and 256) about 3 s. Issue 17's JaxSmall.track_products (the JAX
+# adapter's Neumann(K=30) backward and optimistix's ImplicitAdjoint + lx.GMRES, tanh n = 64,
+# batch 8; products counted, the optimistix pullback compiled) about 9 s for its two processes;
+# it is skipped where jax or optimistix is not installed.
 asv run --python=same --machine ci --quick --show-stderr \
     --bench 'bench_accuracy' --bench 'bench_scipy.*small' --bench 'SolverCost.*small' \
     --bench "EstimateQuality.track_worst_ratio.*'nonnormal'" --bench "VerificationCost.track_extra_products.*'numpy', 'small'" \
-    --bench 'OverheadSmall' --bench 'BatchedSmall' --bench 'RegulariserCost.track_products'
+    --bench 'OverheadSmall' --bench 'BatchedSmall' --bench 'RegulariserCost.track_products' \
+    --bench "JaxSmall.track_products.*'(rbpsolve-Neumann|optimistix-GMRES)'"

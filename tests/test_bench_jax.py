@@ -40,6 +40,13 @@ def test_calibration_reaches_the_target_norm_on_the_dense_blocks(name, n):
     assert float(jax.numpy.max(jax.numpy.abs(model.f(h, model.params) - h))) < 1e-5
 
 
+def test_the_ci_size_keeps_its_calibrated_scale(tanh):
+    """JaxSmall skips the calibration with a stored scale: it must be what calibrate() finds."""
+    assert abs(tanh.scale - bj.SMALL_SCALE) < 2e-3 * bj.SMALL_SCALE
+    fixed = bj.Model("tanh", 64, 8, scale=bj.SMALL_SCALE)
+    assert abs(fixed.power_norm() - bj.TARGET_NORM) < 3e-3
+
+
 def test_blocks_are_the_batched_jacobian(tanh):
     """The batch is uncoupled: J of the batched f is block diagonal with blocks() on the diagonal."""
     small = bj.Model("tanh", 16, 3)
