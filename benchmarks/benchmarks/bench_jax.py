@@ -22,7 +22,9 @@ What is measured (:func:`measure`, one process, interleaved rounds):
   lineax 0.1.1 has no Neumann (Richardson) solver, so there is no Neumann-like fixed budget
   for optimistix; the nearest fixed budget, ``lx.GMRES(rtol=0, atol=0, restart=30,
   max_steps=2)`` (one real cycle of 30 Arnoldi products), is measured beside it. The
-  forward solutions are shared: optimistix starts from rbpsolve's ``h*``.
+  forward solutions are shared: every method's forward starts at one ``h*`` (rbpsolve's
+  Picard to rtol 1e-6, then 300 more steps, :meth:`Model.polish`) and stops a step or two
+  later, so all linearise at the same point.
 - Products: rbpsolve's from ``Diagnostics.backward`` (``num_vjp + num_jvp``). optimistix
   does not return its linear solve's statistics (``ImplicitAdjoint`` keeps them inside the
   backward pass), so its products are counted on the same lineax solve run directly,
@@ -34,7 +36,9 @@ What is measured (:func:`measure`, one process, interleaved rounds):
   Jacobians from ``jax.jacfwd``), relative difference over all parameters.
 - Loop overhead: ``solve_adjoint(jacobian_operator(f, h*), g, Neumann(max_steps=30))``
   against 30 calls of the same linearisation's ``jax.vjp`` pullback in a Python loop, both
-  eager. Issue 17's goal (<= 1.05) is for a *jitted* fixed budget, which the adapter cannot
+  eager; and against 30 calls of the operator's own product (``J.rmv``: the adapter's
+  pullback of the raveled map), which splits the overhead between the adapter's product and
+  rbpsolve's loop. Issue 17's goal (<= 1.05) is for a *jitted* fixed budget, which the adapter cannot
   run yet: it is not measurable now. The same 30 pullbacks in one ``jax.jit``
   (``lax.fori_loop``) are timed as well, to show what eager dispatch costs at this size.
 
@@ -58,6 +62,7 @@ TARGET_NORM = 0.9  # ||J||_2 at the fixed point
 K = 30  # Neumann's fixed budget
 RTOL = 1e-6  # every GMRES, rbpsolve's and lineax's
 FORWARD_RTOL = 1e-6
+POLISH_STEPS = 300  # Picard steps after the tolerance, so every method linearises at the same h*
 CAP = 2000  # forward iteration cap
 BUDGET_RESTART = 30  # lineax's nearest fixed budget: one GMRES cycle of this many products
 REPEATS = 5  # interleaved rounds in the asv classes (the report takes --repeats)
@@ -134,12 +139,13 @@ class Model:
         self.params = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in p.items()}
         self.x = jnp.asarray(gauss(batch, INPUTS), dtype=jnp.float32)
         self.c = jnp.asarray(gauss(batch, n), dtype=jnp.float32)  # g = dL/dh* = c
-        self.h_star = self.forward_result = None
+        self.h_star = self.forward_result = self.forward_residual = None
         if scale is None:
             self.calibrate(norm)
         else:  # a scale calibrated before (JaxSmall): skips the calibration's dozen forward solves
             self._set_scale(dict(self.params), scale)
             self.solve_forward()
+        self.polish()
 
     def f(self, h, p):
         return self.cell(h, self.x, p)
@@ -156,6 +162,21 @@ class Model:
         self.h_star, diag = fixed_point(self.f, self.h0(), self.params,
                                         forward=rbpsolve.Picard(rtol=FORWARD_RTOL, max_steps=CAP))
         self.forward_result = diag.forward
+        return self.h_star
+
+    def polish(self, steps: int = POLISH_STEPS):
+        """``steps`` more Picard steps (a fixed budget) from ``h_star``, down to float32's floor.
+        Every method starts its forward here: rbpsolve's Picard and optimistix's
+        FixedPointIteration stop after a step or two, so all of them linearise at this point
+        (a 1e-6 tolerance alone leaves the GRU's h* 3e-4 from optimistix's, which stops on an
+        elementwise test). Sets ``forward_residual = max |f(h*) - h*|``."""
+        import rbpsolve
+        from rbpsolve.adapters.jax import fixed_point
+
+        jnp = _jax().numpy
+        self.h_star, _ = fixed_point(self.f, self.h_star, self.params,
+                                     forward=rbpsolve.Picard(max_steps=steps, rtol=0.0, atol=0.0))
+        self.forward_residual = float(jnp.max(jnp.abs(self.f(self.h_star, self.params) - self.h_star)))
         return self.h_star
 
     def power_norm(self, steps: int = 100, seed: int = 1) -> float:
@@ -241,7 +262,7 @@ def relative_difference(a, b) -> float:
 # ------------------------------------------------------------------------------- backward
 def rbpsolve_backward(model: Model, method: str):
     """rbpsolve's pullback of ``L = <c, h*>`` through the adapter's ``fixed_point``: the
-    forward runs once here; returns ``(call, diagnostics)``, ``call()`` computing and
+    forward runs once here (Picard from the shared ``h*``); returns ``(call, diagnostics)``, ``call()`` computing and
     returning the parameter gradient (re-linearisation, adjoint solve, one VJP to params)."""
     jax = _jax()
     jnp = jax.numpy
@@ -252,7 +273,7 @@ def rbpsolve_backward(model: Model, method: str):
                 "rbpsolve-GMRES": rbpsolve.GMRES(rtol=RTOL)}[method]
 
     def loss(p):
-        h, diag = fixed_point(model.f, model.h0(), p, backward=backward,
+        h, diag = fixed_point(model.f, model.h_star, p, backward=backward,
                               forward=rbpsolve.Picard(rtol=FORWARD_RTOL, max_steps=CAP))
         return jnp.sum(model.c * h), diag
 
@@ -278,9 +299,9 @@ def lineax_solver(method: str):
 
 def optimistix_backward(model: Model, method: str):
     """optimistix's pullback of ``L = <c, h*>``: ``jax.jit(jax.vjp(loss))`` once (the forward,
-    ``FixedPointIteration`` from rbpsolve's ``h*``), then ``call()`` runs the jitted pullback
+    ``FixedPointIteration`` from the shared ``h*``), then ``call()`` runs the jitted pullback
     (compiled by a first call here). Returns ``(call, info)``, info: the forward's steps and
-    ``max |h*_optimistix - h*_rbpsolve|``."""
+    ``max |h*_optimistix - h*|``."""
     jax = _jax()
     jnp = jax.numpy
     optx, _ = _peers()
@@ -334,10 +355,11 @@ def lineax_products(model: Model, method: str, h=None):
 
 
 def measure(model: Model | str, repeats: int = REPEATS, *, peers: bool | None = None, progress=None,
-            sample_seconds: float = SAMPLE_SECONDS) -> dict:
+            sample_seconds: float = SAMPLE_SECONDS, radii: bool = False) -> dict:
     """Every method's backward on one model, and the loop overhead, in this process: counts and
     gradient differences once, then ``repeats`` interleaved rounds (the methods in a rotating
-    order). Plain data (asv pickles it)."""
+    order). ``radii``: also each block's spectral radius (dense eigenvalues, seconds). Plain
+    data (asv pickles it)."""
     model = Model(model) if isinstance(model, str) else model
     peers = peers_available() if peers is None else peers
     blocks = model.blocks()
@@ -345,8 +367,12 @@ def measure(model: Model | str, repeats: int = REPEATS, *, peers: bool | None = 
     out = {
         "model": model.name, "n": model.n, "batch": model.batch, "scale": model.scale,
         "norm": float(ref["norms"].max()), "norm_median": float(np.median(ref["norms"])),
-        "forward_steps": model.forward_result.num_steps, "methods": {},
+        "forward_steps": model.forward_result.num_steps, "forward_residual": model.forward_residual,
+        "methods": {},
     }
+    if radii:
+        r = np.abs(np.linalg.eigvals(blocks.astype(np.float64))).max(axis=1)
+        out["radius"], out["radius_median"] = float(r.max()), float(np.median(r))
     del blocks
     calls = {}
     for method in RBPSOLVE_METHODS:
@@ -395,8 +421,9 @@ def measure(model: Model | str, repeats: int = REPEATS, *, peers: bool | None = 
 # ------------------------------------------------------------------------------- loop overhead
 class LoopOverhead:
     """``solve_adjoint(jacobian_operator(f, h*), g, Neumann(max_steps=K))`` against the same
-    number of bare calls of one ``jax.vjp`` pullback of ``f(., params)`` at ``h*``, eager, and
-    those bare calls in one ``jax.jit`` (``lax.fori_loop``)."""
+    number of bare calls of one ``jax.vjp`` pullback of ``f(., params)`` at ``h*``, eager; of
+    the operator's own product ``J.rmv`` (the adapter's linearisation of the raveled map),
+    eager; and of the pullback in one ``jax.jit`` (``lax.fori_loop``)."""
 
     def __init__(self, model: Model, k: int = K):
         jax = _jax()
@@ -426,11 +453,18 @@ class LoopOverhead:
             (u,) = self.pull(u)
         return _jax().block_until_ready(u)
 
+    def bare_flat(self):
+        u = self.g
+        for _ in range(self.num_vjp):
+            u = self.J.rmv(u)
+        return _jax().block_until_ready(u)
+
     def bare_jit(self):
         return _jax().block_until_ready(self._jitted(self.pull, self.c))
 
     def calls(self) -> dict:
-        return {"loop:solve": self.solve, "loop:bare": self.bare, "loop:bare-jit": self.bare_jit}
+        return {"loop:solve": self.solve, "loop:bare": self.bare, "loop:bare-flat": self.bare_flat,
+                "loop:bare-jit": self.bare_jit}
 
 
 def per_round(times, a, b) -> list:
@@ -548,6 +582,11 @@ class JaxLoopOverhead(_JaxCache):
         return median(overhead_us_per_step(cache[model]))
 
     track_overhead_us_per_step.unit = "microseconds a step (eager solve - eager bare) / steps"
+
+    def track_ratio_to_adapter_products(self, cache, model):
+        return median(per_round(cache[model]["times"], "loop:solve", "loop:bare-flat"))
+
+    track_ratio_to_adapter_products.unit = "eager solve / eager bare J.rmv (the adapter's product)"
 
     def track_eager_over_jit(self, cache, model):
         return median(per_round(cache[model]["times"], "loop:bare", "loop:bare-jit"))
