@@ -16,9 +16,13 @@ asv check --python=same
 # BatchedSmall (GMRES per-sample vs one-vector on a DEQ batch, n = 64, batch 8) about 2 s a
 # process, 4 processes. Issue 21's RegulariserCost.track_products (the products each Jacobian
 # regulariser spends, n = 64 and 256) about 3 s; issue 16's HopfieldProducts.time_vjp (numpy and
-# torch products of the n = 2592 Hopfield model) a few seconds.
+# torch products of the n = 2592 Hopfield model) a few seconds. Issue 17's JaxSmall.track_products
+# (the JAX adapter's Neumann(K=30) backward and optimistix's ImplicitAdjoint + lx.GMRES, tanh n = 64,
+# batch 8; products counted, the optimistix pullback compiled) about 9 s for its two processes;
+# it is skipped where jax or optimistix is not installed.
 asv run --python=same --machine ci --quick --show-stderr \
     --bench 'bench_accuracy' --bench 'bench_scipy.*small' --bench 'SolverCost.*small' \
     --bench "EstimateQuality.track_worst_ratio.*'nonnormal'" --bench "VerificationCost.track_extra_products.*'numpy', 'small'" \
     --bench 'OverheadSmall' --bench 'BatchedSmall' --bench 'RegulariserCost.track_products' \
-    --bench 'HopfieldProducts.time_vjp'
+    --bench 'HopfieldProducts.time_vjp' \
+    --bench "JaxSmall.track_products.*'(rbpsolve-Neumann|optimistix-GMRES)'"
