@@ -19,6 +19,16 @@ from benchmarks import bench_jax as bj  # noqa: E402
 needs_peers = pytest.mark.skipif(not bj.peers_available(), reason="optimistix and lineax are not installed")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _float32_jax():
+    """The benchmark runs float32 with jax's default (x64 off); other test modules turn x64 on for
+    the whole process, under which lineax's GMRES loop mixes float32 and float64 carries."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
 @pytest.fixture(scope="module")
 def tanh():
     return bj.Model("tanh", 64, 8)
