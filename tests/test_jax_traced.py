@@ -348,7 +348,7 @@ def test_vmap_of_jax_grad_without_a_probe():
         assert _max_relative((batched[0][i], batched[1][i]), want) < TIGHT
 
 
-def test_raise_under_vmap_names_the_gravest_status_of_the_batch():
+def test_raise_under_vmap_raises_with_the_failing_samples_status():
     f, params, kw = _divergent()
     batch = {"A": jnp.stack([0.5 * jnp.eye(N), params["A"]]), "b": jnp.stack([params["b"]] * 2)}
     grad = jax.vmap(_objective(f, jnp.zeros(N), loss=lambda h: jnp.sum(h**2), **kw), in_axes=(0, None))

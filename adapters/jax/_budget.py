@@ -5,7 +5,7 @@ A fixed budget (``rtol = atol = 0``) decides nothing before its end, so its loop
 host: this module runs the core's steps in a ``jax.lax.fori_loop`` and decides the
 status on the device, with the core's own rules, so that a traced solve returns what the
 eager one would (the same iterate, status and step count). This differs from the core's
-loop (:mod:`rbpsolve._loop`, :mod:`rbpsolve._steps`) in:
+loop (``rbpsolve/_loop.py``, ``rbpsolve/_steps.py``) in:
 
 1. Every figure stays an array; the status is an integer code (:mod:`._results`).
 2. The core reads a long budget's reports at steps 64, 128, 256, ... and stops there when
@@ -35,7 +35,7 @@ _BUDGET_SPENT = code(rbpsolve.Status.BUDGET_SPENT)
 _CONVERGED = code(rbpsolve.Status.CONVERGED)
 _DIVERGED = code(rbpsolve.Status.DIVERGED)
 _NONFINITE = code(rbpsolve.Status.NONFINITE)
-# rbpsolve._steps.FIRST_CHECKPOINT: a deferred run also reads its reports at 64, 128, ...
+# FIRST_CHECKPOINT of rbpsolve/_steps.py: a deferred run also reads its reports at 64, 128, ...
 _FIRST_CHECKPOINT = 64
 
 
@@ -65,13 +65,13 @@ class _Carry(NamedTuple):
 
 
 def _run(step: Callable, solution: Callable, state, max_steps: int, *, divergence_factor: float, tol_code: int):
-    """The core's deferred run of a fixed budget (:func:`rbpsolve._steps.run_deferred` with
-    :func:`rbpsolve._steps._decide` on each report), all on the device.
+    """The core's deferred run of a fixed budget (``run_deferred`` of ``rbpsolve/_steps.py`` with
+    ``_decide`` of ``rbpsolve/_steps.py`` on each report), all on the device.
 
     ``step(state, k)`` returns ``(state, residual, scale_finite)``; the residual belongs to
     the iterate the step started from (every solver here has ``residual_lags``). A zero
     residual meets a fixed budget's tolerance (``tol_code``: CONVERGED for a forward
-    solve, BUDGET_SPENT for a linear one, as :func:`rbpsolve._steps._replay` decides),
+    solve, BUDGET_SPENT for a linear one, as ``_replay`` of ``rbpsolve/_steps.py`` decides),
     unless the tolerance's scale was not finite (``max(0 * inf, 0)`` is NaN there).
     """
     x0 = solution(state)
@@ -104,7 +104,7 @@ def _run(step: Callable, solution: Callable, state, max_steps: int, *, divergenc
 
 
 def _conclude(solver, c: _Carry, solution, start_norm, eps):
-    """Status and returned iterate, as :func:`rbpsolve._loop.conclude` decides them."""
+    """Status and returned iterate, as ``conclude`` of ``rbpsolve/_loop.py`` decides them."""
     status = jnp.where(c.status == 0, _BUDGET_SPENT, c.status)
     if getattr(solver, "series", False) and math.isfinite(solver.divergence_factor):
         norms = ([start_norm] if start_norm is not None else []) + [c.history[i] for i in range(solver.max_steps)]
@@ -119,7 +119,7 @@ def _conclude(solver, c: _Carry, solution, start_norm, eps):
 
 
 def _series_not_converging(norms, eps):
-    """:func:`rbpsolve._verify.series_not_converging` on device scalars: the rule that a
+    """``series_not_converging`` of ``rbpsolve/_verify.py`` on device scalars: the rule that a
     fixed budget whose last term is no smaller than the start's residual, or larger than
     the term half-way through the budget, was not converging (``Status.DIVERGED``).
 
@@ -169,7 +169,7 @@ def series(Jt: Callable, b, x0, solver) -> tuple:
     zero), with ``Jt(u) = J^T u``: ``(z, TracedSolve)``, as
     ``rbpsolve.solve_adjoint(J, b, solver, x0=x0)`` returns them.
 
-    As :func:`rbpsolve._loop.iterate`: ``b = 0`` returns ``z = 0`` (CONVERGED, no step),
+    As ``iterate`` of ``rbpsolve/_loop.py``: ``b = 0`` returns ``z = 0`` (CONVERGED, no step),
     and a ``b`` whose largest entry leaves the range where its norm is safe is solved
     scaled by a power of two (exact) and the answer scaled back.
     """
@@ -243,7 +243,7 @@ def _fixed_point(Jt, b, x0, solver, eps):
 
 # ---------------------------------------------------------------------------- scaling
 def _half_range(dtype) -> int:
-    """:func:`rbpsolve._scaling.right_hand_side_scale`'s bound: ``max |b_i|`` within
+    """The bound of ``right_hand_side_scale`` (``rbpsolve/_scaling.py``): ``max |b_i|`` within
     ``2**(+-half)`` is solved as it is (float64: 255, float32: 31)."""
     return int(math.log2(float(jnp.finfo(dtype).max))) // 2 // 2
 
@@ -259,7 +259,7 @@ def _scale_exponent(b):
 
 def _scale(x, k):
     """``x * 2**k``, exact, in steps whose factors the dtype holds (as
-    :func:`rbpsolve._scaling.scale_array`); ``k = 0`` multiplies by nothing."""
+    ``scale_array`` of ``rbpsolve/_scaling.py``); ``k = 0`` multiplies by nothing."""
     dtype = jnp.zeros((), x.dtype).real.dtype
     step = max(1, int(math.log2(float(jnp.finfo(dtype).max))) // 2 - 1)
     # |k| is at most the dtype's exponent range plus its mantissa: a few steps at most.

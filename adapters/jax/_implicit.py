@@ -126,7 +126,7 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     same status, step count and returned (best) iterate as the eager call, the statuses
     decided on the device by the core's rules (a series' fixed budget is ``DIVERGED``
     when its last term is no smaller than the start's residual or larger than the term
-    half-way through, :func:`rbpsolve._verify.series_not_converging`). Under
+    half-way through, ``series_not_converging`` of ``rbpsolve/_verify.py``). Under
     ``jax.vmap`` each sample is its own solve with its own status. What differs:
 
     - ``diagnostics`` is a :class:`TracedDiagnostics` of status codes, step counts and
@@ -141,8 +141,9 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
       the policy and not returned.
     - ``on_failure="raise"`` raises at run time through ``equinox.branched_error_if``
       (an ``equinox`` runtime error carrying the status's message; under ``jax.vmap``,
-      the gravest code in the batch); ``"warn"`` warns from a ``jax.debug.callback``
-      (which JAX may drop or repeat under further transformations) and raises only
+      the message of the batch's largest failing code); ``"warn"`` warns from a
+      ``jax.debug.callback`` when the program runs (``jax.effects_barrier()`` waits for
+      it; JAX may drop or repeat it under further transformations) and raises only
       where the best iterate is not finite; ``"mask"`` and Fallback chains are refused.
     - Values are not checked before the solve: a non-finite ``h0`` or cotangent (a
       ValueError eagerly) ends the solve ``NONFINITE``. float16/bfloat16 states are
@@ -164,6 +165,19 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     >>> grad, diag = jax.grad(loss, has_aux=True)(jnp.ones(3))
     >>> diag.forward.status.name, diag.backward.status.name, grad.shape
     ('CONVERGED', 'CONVERGED', (3,))
+
+    Inside ``jax.jit``, fixed budgets, and a probe that brings the backward's status out:
+
+    >>> from rbpsolve.adapters.jax import backward_probe, backward_report
+    >>> budgets = dict(forward=rbpsolve.Picard(max_steps=15, rtol=0, atol=0),
+    ...                backward=rbpsolve.Neumann(max_steps=20, rtol=0, atol=0))
+    >>> def loss(x, probe):
+    ...     h, diag = fixed_point(lambda h, x: jnp.tanh(W @ h + x), jnp.zeros(3), x, backward_probe=probe, **budgets)
+    ...     return jnp.sum(h ** 2), diag
+    >>> step = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+    >>> (grad, probe_grad), diag = step(jnp.ones(3), backward_probe())
+    >>> diag.forward.statuses().name, backward_report(probe_grad).statuses().name, grad.shape
+    ('BUDGET_SPENT', 'BUDGET_SPENT', (3,))
     """
     if not callable(f):
         raise TypeError(f"f must be callable, a map (h, params) -> next h; got {type(f).__name__}")

@@ -32,6 +32,8 @@ def traced_fixed_point(f, h0, params, *, forward, backward, rule, backward_x0, p
     """The traced :func:`fixed_point`: ``(h*, TracedDiagnostics)``; see its docstring."""
     _check_output(f, h0, params)
     flat0, unravel = ravel_pytree(h0)
+    if not jnp.issubdtype(flat0.dtype, jnp.inexact):
+        raise TypeError(f"h0 is {flat0.dtype}: a fixed point needs a floating state; cast h0 to float32 or float64")
     if jnp.finfo(flat0.dtype).bits < 32:
         raise TypeError(
             f"h0 is {flat0.dtype}: traced fixed budgets run in float32 or float64 (the core promotes "
@@ -79,11 +81,10 @@ def traced_fixed_point(f, h0, params, *, forward, backward, rule, backward_x0, p
 
 def _apply(rule, x, report: TracedSolve, which: str):
     """The failure policy on the device. ``"raise"``: ``equinox.branched_error_if`` with the
-    status's message (under ``jax.vmap``: the gravest code of the batch). ``"warn"``: a
+    status's message (under ``jax.vmap``: that of the batch's largest failing code). ``"warn"``: a
     :class:`ConvergenceWarning` from a host callback, and an error only where the best
     iterate is not finite (as the eager ``"warn"``)."""
-    import equinox as eqx
-
+    eqx = _equinox()
     failed = ~_is_ok(report.status)
     if rule == "raise":
         return eqx.branched_error_if(x, failed, report.status, _MESSAGES[which])
@@ -94,6 +95,18 @@ def _apply(rule, x, report: TracedSolve, which: str):
         f"it only when finite: its NaNs would reach every gradient); solve in float64, shorten the budget, or "
         f"make the map contractive",
     )
+
+
+def _equinox():
+    """equinox, imported at the first traced solve (eager calls do not need it)."""
+    try:
+        import equinox
+    except ImportError as error:
+        raise ImportError(
+            "fixed_point inside jax.jit / jax.vmap needs equinox (its error_if applies on_failure on the device); "
+            "install it with pip install 'rbpsolve[jax]' or pip install equinox==0.13.8"
+        ) from error
+    return equinox
 
 
 def _is_ok(status):
