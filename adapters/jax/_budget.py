@@ -100,7 +100,8 @@ def _run(step: Callable, solution: Callable, state, max_steps: int, *, divergenc
     def body(k, c):
         return jax.lax.cond(c.frozen, lambda c: c, lambda c: advance(k, c), c)
 
-    return jax.lax.fori_loop(0, max_steps, body, carry)
+    # A budget shorter than the first checkpoint is never read before its end.
+    return jax.lax.fori_loop(0, max_steps, body if max_steps >= _FIRST_CHECKPOINT else advance, carry)
 
 
 def _conclude(solver, c: _Carry, solution, start_norm, eps):
