@@ -356,6 +356,25 @@ def test_raise_under_vmap_raises_with_the_failing_samples_status():
         jax.block_until_ready(jax.jit(grad)(batch, backward_probe()))
 
 
+def test_under_jit_an_array_in_fs_closure_gets_its_gradient():
+    """Eagerly a traced array in f's closure is refused; a traced budget hoists it
+    (jax.closure_convert) and its gradient is that of the same array passed in params."""
+    W = _contraction(N, 0.7, 2)
+    kw = dict(forward=Picard(max_steps=40, rtol=0, atol=0), backward=Neumann(max_steps=10, rtol=0, atol=0))
+
+    def closed(x):
+        return _loss(fixed_point(lambda h, W: jnp.tanh(W @ h + x), jnp.zeros(N), W, **kw)[0])
+
+    def passed(x):
+        return _loss(fixed_point(_f, jnp.zeros(N), {"W": W, "x": x}, **kw)[0])
+
+    x = jnp.linspace(-1.0, 1.0, N)
+    assert _max_relative(jax.jit(jax.grad(closed))(x), jax.grad(passed)(x)) < TIGHT
+    xs = jnp.stack([x, 0.5 * x])
+    want = jnp.stack([jax.grad(passed)(xs[0]), jax.grad(passed)(xs[1])])
+    assert _max_relative(jax.jit(jax.vmap(jax.grad(closed)))(xs), want) < TIGHT
+
+
 # ---------------------------------------------------------------------------- Proposition 1
 def _model(q=0.5, seed=0):
     rng = np.random.default_rng(seed + 100)

@@ -33,7 +33,8 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
         Everything a gradient should reach goes in ``params``: JAX differentiates
         arguments, not closures, and a traced array in ``f``'s closure (e.g. an input
         under ``jax.grad``) is refused with an error saying so. Closing over constants
-        is fine.
+        is fine. (The traced fixed budgets below hoist traced arrays out of ``f``'s
+        closure with ``jax.closure_convert``, so there they do get their gradients.)
     h0 : jax.Array or pytree of jax.Array
         The start of the forward iteration. It gets a zero cotangent: ``h*`` does not
         depend on where the iteration started.

@@ -31,6 +31,15 @@ def supports(forward, backward, on_failure) -> bool:
 def traced_fixed_point(f, h0, params, *, forward, backward, rule, backward_x0, probe):
     """The traced :func:`fixed_point`: ``(h*, TracedDiagnostics)``; see its docstring."""
     _check_output(f, h0, params)
+    # Arrays f closes over that jax is tracing (an input under jax.grad or jax.jit) become
+    # inputs of the custom_vjp, so that their gradients flow (a closed-over tracer would
+    # leak out of it); the user's params are (params, hoisted) from here on.
+    converted, hoisted = jax.closure_convert(f, h0, params)
+    params = (params, tuple(hoisted))
+
+    def f(h, p):
+        return converted(h, p[0], *p[1])
+
     flat0, unravel = ravel_pytree(h0)
     if not jnp.issubdtype(flat0.dtype, jnp.inexact):
         raise TypeError(f"h0 is {flat0.dtype}: a fixed point needs a floating state; cast h0 to float32 or float64")
