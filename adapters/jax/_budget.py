@@ -108,7 +108,7 @@ def _conclude(solver, c: _Carry, solution, start_norm, eps):
     """Status and returned iterate, as ``conclude`` of ``rbpsolve/_loop.py`` decides them."""
     status = jnp.where(c.status == 0, _BUDGET_SPENT, c.status)
     if getattr(solver, "series", False) and math.isfinite(solver.divergence_factor):
-        norms = ([start_norm] if start_norm is not None else []) + [c.history[i] for i in range(solver.max_steps)]
+        norms = c.history if start_norm is None else jnp.concatenate([start_norm[None], c.history])
         diverging = _series_not_converging(norms, eps)
         status = jnp.where((status == _BUDGET_SPENT) & diverging, _DIVERGED, status)
     # Failures hand back the best iterate seen, not the one that blew up.
@@ -120,29 +120,26 @@ def _conclude(solver, c: _Carry, solution, start_norm, eps):
 
 
 def _series_not_converging(norms, eps):
-    """``series_not_converging`` of ``rbpsolve/_verify.py`` on device scalars: the rule that a
-    fixed budget whose last term is no smaller than the start's residual, or larger than
-    the term half-way through the budget, was not converging (``Status.DIVERGED``).
+    """``series_not_converging`` of ``rbpsolve/_verify.py`` on a device array of norms (the
+    start's residual, if any, then one a step): the rule that a fixed budget whose last
+    term is no smaller than the start's residual, or larger than the term half-way
+    through the budget, was not converging (``Status.DIVERGED``).
 
     The core computes in Python floats (float64); here in the default float dtype (float64
-    with ``jax_enable_x64``), summing in the same order.
+    with ``jax_enable_x64``), summing in the same order (left to right, as ``sum()``).
     """
-    n = len(norms)
+    n = norms.shape[0]
     if n < 2:
         return jnp.asarray(False)
-    wide = jnp.result_type(float)
-    norms = [jnp.asarray(v).astype(wide) for v in norms]
-    finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in norms]))
-    total = norms[0]
-    for v in norms[1:]:  # Python's sum(), left to right
-        total = total + v
+    norms = norms.astype(jnp.result_type(float))
+    total = jax.lax.fori_loop(1, n, lambda i, t: t + norms[i], norms[0])
     first, last = norms[0], norms[-1]
     at_rounding = last <= 16.0 * eps * total
     slack = 1.0 - 4.0 * n * eps
     grows = last >= first * slack
     if n >= 3:
         grows = grows | (last > norms[(n - 1) // 2] * slack)
-    return finite & ~at_rounding & grows
+    return jnp.all(jnp.isfinite(norms)) & ~at_rounding & grows
 
 
 def _eps(dtype) -> float:
