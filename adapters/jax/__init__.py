@@ -13,8 +13,11 @@ The only module tree of rbpsolve that imports jax.
   :func:`gershgorin_penalty`: pure JAX, jit-able; :func:`smallest_eigenvalue_penalty`: eager)
   and :class:`TrainingMonitor`, as in the torch adapter.
 
-Solves are eager only: every rbpsolve solver reads its residual on the host each step, so
-inside ``jax.jit`` or ``jax.vmap`` these functions raise
+Inside ``jax.jit`` and ``jax.vmap``, :func:`fixed_point` runs fixed budgets (Picard
+forward, Neumann or FixedPoint backward, ``rtol = atol = 0``) as pure JAX and returns a
+:class:`TracedDiagnostics` of status codes; the backward's status comes out as the
+gradient of a :func:`backward_probe` (:func:`backward_report`). Every other solver reads
+its residual on the host each step, so there these functions raise
 ``jax.errors.ConcretizationTypeError`` naming the alternatives.
 """
 
@@ -23,6 +26,7 @@ from ._implicit import fixed_point
 from ._jacobian import jacobian_operator
 from ._monitor import AdjointRiskWarning, MonitorRecord, TrainingMonitor, forward_rate
 from ._policy import ConvergenceWarning
+from ._results import TracedDiagnostics, TracedSolve, backward_probe, backward_report, status_of
 from ._regularisers import (
     Penalty,
     column_penalty,
@@ -35,6 +39,11 @@ __all__ = [
     "jacobian_operator",
     "fixed_point",
     "Diagnostics",
+    "TracedDiagnostics",
+    "TracedSolve",
+    "backward_probe",
+    "backward_report",
+    "status_of",
     "ConvergenceWarning",
     "Penalty",
     "jacobian_frobenius",

@@ -11,7 +11,9 @@ from rbpsolve.extending import check_solver_kind
 from ._diagnostics import Diagnostics
 from ._jacobian import Linearisation
 from ._policy import apply, policy
-from ._state import FlatState, check_jax_leaves, refuse_tracers
+from ._results import TracedSolve, code, probe_cotangent
+from ._state import FlatState, check_jax_leaves, host_readable, refuse_tracers
+from ._traced import supports, traced_fixed_point
 
 __all__ = ["fixed_point"]
 
@@ -19,7 +21,8 @@ _TRACED_CALL = (" (fixed_point was called inside jax.jit, jax.vmap or a second j
                 "are not supported)")
 
 
-def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise", backward_x0=None):
+def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise", backward_x0=None,
+                backward_probe=None):
     r"""The fixed point ``h* = f(h*, params)`` as a differentiable function of ``params``.
 
     Parameters
@@ -30,7 +33,8 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
         Everything a gradient should reach goes in ``params``: JAX differentiates
         arguments, not closures, and a traced array in ``f``'s closure (e.g. an input
         under ``jax.grad``) is refused with an error saying so. Closing over constants
-        is fine.
+        is fine. (The traced fixed budgets below hoist traced arrays out of ``f``'s
+        closure with ``jax.closure_convert``, so there they do get their gradients.)
     h0 : jax.Array or pytree of jax.Array
         The start of the forward iteration. It gets a zero cotangent: ``h*`` does not
         depend on where the iteration started.
@@ -61,14 +65,23 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
         of ``h0``'s structure, shapes and dtypes starts there; a callable ``g -> z_0`` is
         called at each backward with the incoming cotangent ``g = dL/dh*`` (a pytree like
         ``h0``). The start matters only to truncated solves.
+    backward_probe : jax.Array, optional
+        A zero vector from :func:`backward_probe`. Differentiate with respect to it too
+        (e.g. ``jax.grad(loss, argnums=(0, 1))(params, probe)``): its gradient is the
+        backward solve's status code, step count and last norm, which
+        :func:`backward_report` decodes. This is how the backward's status leaves a
+        ``jax.jit``/``jax.vmap`` (per sample); eager calls fill it too. Pass a probe to
+        one call only: two calls would add their codes.
 
     Returns
     -------
     h_star : pytree of jax.Array
         The forward solver's fixed point (its best iterate under ``"warn"``), of ``h0``'s
         structure.
-    diagnostics : Diagnostics
-        The forward Result now; the backward Result once the backward pass has run.
+    diagnostics : Diagnostics or TracedDiagnostics
+        Eager: the forward Result now; the backward Result once the backward pass has
+        run. Traced (inside ``jax.jit``/``jax.vmap``): a :class:`TracedDiagnostics` of
+        arrays, the forward's status code, steps and last norm (see Notes).
 
     Raises
     ------
@@ -78,10 +91,11 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     rbpsolve.SolveError
         A failed solve under ``"raise"`` (or the last member of a Fallback failing).
     jax.errors.ConcretizationTypeError
-        Inside ``jax.jit``, ``jax.vmap`` or another tracing transformation: every
-        rbpsolve solver reads its residual on the host at each step to decide when to
-        stop. Call ``fixed_point`` eagerly, or use ``optimistix.fixed_point`` for a
-        solve inside a traced program.
+        Inside ``jax.jit``, ``jax.vmap`` or another tracing transformation with any
+        solver but the fixed budgets below (a tolerance, GMRES, CGNE, LSQR, Anderson, a
+        Fallback): those read their residual on the host at each step to decide when to
+        stop. Call ``fixed_point`` eagerly, use the fixed budgets, or use
+        ``optimistix.fixed_point`` for a tolerance-driven solve inside a traced program.
 
     Notes
     -----
@@ -105,6 +119,37 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of a ``custom_vjp`` is
     refused by JAX; higher-order gradients are not supported.
 
+    **Under jax.jit and jax.vmap.** A fixed budget decides nothing before its end, so
+    ``forward=rbpsolve.Picard(max_steps=T, rtol=0, atol=0)`` with
+    ``backward=rbpsolve.Neumann(max_steps=K, rtol=0, atol=0)`` or
+    ``rbpsolve.FixedPoint(max_steps=K, rtol=0, atol=0)`` run as pure JAX
+    (``jax.lax.fori_loop``) when ``h0`` or ``params`` is traced: the same iterates and the
+    same status, step count and returned (best) iterate as the eager call, the statuses
+    decided on the device by the core's rules (a series' fixed budget is ``DIVERGED``
+    when its last term is no smaller than the start's residual or larger than the term
+    half-way through, ``series_not_converging`` of ``rbpsolve/_verify.py``). Under
+    ``jax.vmap`` each sample is its own solve with its own status. What differs:
+
+    - ``diagnostics`` is a :class:`TracedDiagnostics` of status codes, step counts and
+      last norms (``.forward.statuses()`` turns the codes into :class:`rbpsolve.Status`
+      on the host), not Results: no iterate history, error estimate or bound, product
+      counts.
+    - The backward's status: a ``custom_vjp``'s backward cannot return auxiliary data,
+      and a host callback writing into a Python object would run once per sample, in no
+      promised order, or not at all where JAX drops it. So it travels as the cotangent of
+      ``backward_probe``: pure, per sample under ``jax.vmap``, but only when the caller
+      differentiates with respect to the probe; without one the status is applied by
+      the policy and not returned.
+    - ``on_failure="raise"`` raises at run time through ``equinox.branched_error_if``
+      (an ``equinox`` runtime error carrying the status's message; under ``jax.vmap``,
+      the message of the batch's largest failing code); ``"warn"`` warns from a
+      ``jax.debug.callback`` when the program runs (``jax.effects_barrier()`` waits for
+      it; JAX may drop or repeat it under further transformations) and raises only
+      where the best iterate is not finite; ``"mask"`` and Fallback chains are refused.
+    - Values are not checked before the solve: a non-finite ``h0`` or cotangent (a
+      ValueError eagerly) ends the solve ``NONFINITE``. float16/bfloat16 states are
+      refused. Unrolling is by ``fori_loop``: compile time does not grow with the budget.
+
     References
     ----------
     R. Liao et al., "Reviving and Improving Recurrent Back-Propagation", ICML 2018.
@@ -121,6 +166,19 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     >>> grad, diag = jax.grad(loss, has_aux=True)(jnp.ones(3))
     >>> diag.forward.status.name, diag.backward.status.name, grad.shape
     ('CONVERGED', 'CONVERGED', (3,))
+
+    Inside ``jax.jit``, fixed budgets, and a probe that brings the backward's status out:
+
+    >>> from rbpsolve.adapters.jax import backward_probe, backward_report
+    >>> budgets = dict(forward=rbpsolve.Picard(max_steps=15, rtol=0, atol=0),
+    ...                backward=rbpsolve.Neumann(max_steps=20, rtol=0, atol=0))
+    >>> def loss(x, probe):
+    ...     h, diag = fixed_point(lambda h, x: jnp.tanh(W @ h + x), jnp.zeros(3), x, backward_probe=probe, **budgets)
+    ...     return jnp.sum(h ** 2), diag
+    >>> step = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+    >>> (grad, probe_grad), diag = step(jnp.ones(3), backward_probe())
+    >>> diag.forward.statuses().name, backward_report(probe_grad).statuses().name, grad.shape
+    ('BUDGET_SPENT', 'BUDGET_SPENT', (3,))
     """
     if not callable(f):
         raise TypeError(f"f must be callable, a map (h, params) -> next h; got {type(f).__name__}")
@@ -131,8 +189,15 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     rule, forward_chain, backward_chain = policy(on_failure, forward, backward)
     if backward_x0 is not None and not callable(backward_x0):
         check_jax_leaves(backward_x0, "backward_x0")
+    if backward_probe is not None:
+        _check_probe(backward_probe)
+    traced = not host_readable((h0, params, None if callable(backward_x0) else backward_x0, backward_probe))
+    if traced and supports(forward, backward, on_failure):
+        return traced_fixed_point(f, h0, params, forward=forward, backward=backward, rule=rule,
+                                  backward_x0=backward_x0, probe=backward_probe)
+    # Any other traced call goes on and is refused by the solve, with the alternatives.
     run = _Run(f, forward_chain, backward_chain, rule, backward_x0)
-    h_star = run.implicit(h0, params)
+    h_star = run.implicit(h0, params, backward_probe)
     # Outside the custom_vjp so that the warning points at the caller's line.
     apply(rule, run.diagnostics.forward, "forward")
     return h_star, run.diagnostics
@@ -146,11 +211,11 @@ class _Run:
         self.f, self.forward, self.backward, self.rule, self.x0 = f, forward, backward, rule, x0
         self.state = self.diagnostics = None
         self.start = None  # backward_x0 raveled, once checked against h0
-        implicit = jax.custom_vjp(lambda h0, params: self.solve(h0, params)[0])
+        implicit = jax.custom_vjp(lambda h0, params, probe: self.solve(h0, params, probe)[0])
         implicit.defvjp(self.solve, self.pullback)
         self.implicit = implicit
 
-    def solve(self, h0, params):
+    def solve(self, h0, params, probe):
         """The forward solve on concrete values; returns ``(h*, residuals for the pullback)``."""
         self.state = state = FlatState(h0, "h0", _TRACED_CALL)  # refuses traced states
         refuse_tracers(params, "params", _TRACED_CALL)
@@ -165,11 +230,11 @@ class _Run:
 
         result = rbpsolve.fixed_point(step, state.flat, self.forward, throw=False)
         self.diagnostics = Diagnostics(forward=result)
-        return state.unravel(result.x), (result.x, params)
+        return state.unravel(result.x), (result.x, params, probe)
 
     def pullback(self, residuals, g):
         """``(0, z^T df/dparams)`` with ``(I - J^T) z = g``, ``J = df/dh`` at ``h*``."""
-        x, params = residuals
+        x, params, probe = residuals
         state, diagnostics = self.state, self.diagnostics
         refuse_tracers(g, "the cotangent dL/dh*", " (the backward pass is being traced: jax.jit(jax.grad(...)), "
                        "jax.jacrev (which vmaps the pullback) or a higher-order gradient, which fixed_point does "
@@ -184,7 +249,23 @@ class _Run:
         h_star = state.unravel(x)
         _, pull_params = jax.vjp(lambda p: self.f(h_star, p), params)
         (params_bar,) = pull_params(state.unravel(result.x))
-        return state.unravel(jnp.zeros_like(x)), params_bar
+        return state.unravel(jnp.zeros_like(x)), params_bar, _probe_bar(result, probe)
+
+
+def _probe_bar(result, probe):
+    """A backward probe's cotangent from an eager Result (None without a probe)."""
+    if probe is None:
+        return None
+    last = result.history[-1] if result.history else float("nan")
+    return probe_cotangent(TracedSolve(code(result.status), result.num_steps, last), probe)
+
+
+def _check_probe(probe):
+    if not isinstance(probe, jax.Array) or probe.shape != (3,) or not jnp.issubdtype(probe.dtype, jnp.floating):
+        raise TypeError(
+            f"backward_probe must be the float vector of shape (3,) that backward_probe() makes; got "
+            f"{type(probe).__name__} of shape {getattr(probe, 'shape', None)}"
+        )
 
 
 def _check_solvers(forward, backward):

@@ -4,11 +4,12 @@ of ``f``'s output and of traced values against it."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from rbpsolve.extending import check_input, check_map_output, space_like
 
-__all__ = ["FlatState", "check_jax_leaves", "refuse_tracers"]
+__all__ = ["FlatState", "check_jax_leaves", "refuse_tracers", "host_readable"]
 
 # What a traced value means for this adapter, and what to do instead. Every rbpsolve solve
 # reads one scalar on the host per step (its stopping test), which a traced program cannot do.
@@ -16,8 +17,12 @@ _ALTERNATIVES = (
     "rbpsolve's solvers read the residual on the host at every step to decide when to stop, which "
     "jax.jit, jax.vmap and other transformations that trace cannot do. Call fixed_point and "
     "jacobian_operator eagerly (outside jax.jit / jax.vmap; jax.grad and jax.vjp in eager mode are "
-    "fine), or, for a solve inside a traced program, use optimistix.fixed_point with "
-    "optimistix.ImplicitAdjoint (traced fixed budgets of rbpsolve's solvers are not supported yet)"
+    "fine); or, inside jax.jit / jax.vmap, use fixed budgets, which fixed_point runs as pure JAX: "
+    "forward=rbpsolve.Picard(max_steps=T, rtol=0, atol=0) with backward=rbpsolve.Neumann(max_steps=K, "
+    "rtol=0, atol=0) or rbpsolve.FixedPoint(max_steps=K, rtol=0, atol=0), and on_failure 'raise' or "
+    "'warn' (no Fallback, GMRES, CGNE, LSQR, Anderson or tolerance under tracing); or, for a "
+    "tolerance-driven solve inside a traced program, use optimistix.fixed_point with "
+    "optimistix.ImplicitAdjoint"
 )
 
 _CLOSURE_FIX = "Pass every array you differentiate with respect to in params (f(h, params)), not through f's closure"
@@ -49,6 +54,24 @@ def refuse_tracers(tree, name: str, context: str = ""):
             raise jax.errors.ConcretizationTypeError(
                 leaf, f"{label} is traced{context}. {_ALTERNATIVES}."
             )
+
+
+def host_readable(tree) -> bool:
+    """Whether the values of ``tree`` can be read on the host: no leaf is traced, or every
+    traced leaf is one of eager ``jax.grad``/``jax.vjp`` (whose values exist now).
+
+    Inside ``jax.jit`` or ``jax.vmap`` they cannot. JAX has no public test of this, so it
+    is asked the way the solvers would ask: one host read of one element of each traced
+    leaf (a single transfer, only when some leaf is a tracer).
+    """
+    tracers = [leaf for leaf in jax.tree_util.tree_leaves(tree) if isinstance(leaf, jax.core.Tracer)]
+    if not tracers:
+        return True
+    try:
+        int(sum(jnp.sum(jnp.ravel(leaf)[:1] != 0) for leaf in tracers))
+    except jax.errors.ConcretizationTypeError:
+        return False
+    return True
 
 
 class FlatState:
