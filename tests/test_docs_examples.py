@@ -37,3 +37,17 @@ def test_jax_page_example_runs():
     exec(compile(blocks[0], str(page), "exec"), namespace)  # noqa: S102 - our own documentation
     diag, grads = namespace["diag"], namespace["grads"]
     assert diag.backward.ok and set(grads) == {"W", "b"}
+
+
+def test_jax_page_jit_example_runs():
+    pytest.importorskip("jax")
+    page = PAGE.parent / "jax.md"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", page.read_text(), re.S) if "jax.jit" in b]
+    assert blocks, "the JAX page lost its jit example"
+    namespace = {}
+    exec(compile(blocks[0], str(page), "exec"), namespace)  # noqa: S102 - our own documentation
+    import rbpsolve
+
+    ok = (rbpsolve.Status.BUDGET_SPENT, rbpsolve.Status.CONVERGED)
+    assert namespace["diag"].forward.statuses() in ok
+    assert namespace["backward_report"](namespace["grad_probe"]).statuses() in ok

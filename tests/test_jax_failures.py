@@ -161,15 +161,18 @@ def test_a_failed_forward_raises_under_raise_and_warns_under_warn():
 TRACED = "rbpsolve's solvers read the residual on the host at every step"
 
 
-@pytest.mark.parametrize("forward", [Picard(rtol=1e-10), Picard(max_steps=5, rtol=0.0, atol=0.0)],
-                         ids=["tolerance", "fixed-budget"])
-def test_under_jit_the_solve_raises_a_clear_error(forward):
+@pytest.mark.parametrize("forward, backward", [(Picard(rtol=1e-10), Neumann(max_steps=20)),
+                                               (Picard(max_steps=5, rtol=0.0, atol=0.0), GMRES(rtol=1e-8))],
+                         ids=["tolerance-forward", "tolerance-backward"])
+def test_under_jit_a_tolerance_solve_raises_a_clear_error(forward, backward):
+    """Only fixed budgets of Picard with Neumann/FixedPoint trace (tests/test_jax_traced.py); a solve
+    with a tolerance, forward or backward, needs the host each step and says so under jit."""
     params = _params()
     with pytest.raises(jax.errors.ConcretizationTypeError, match=TRACED) as info:
-        jax.jit(lambda p: fixed_point(_f, jnp.zeros(N), p, forward=forward)[0])(params)
+        jax.jit(lambda p: fixed_point(_f, jnp.zeros(N), p, forward=forward, backward=backward)[0])(params)
     assert "optimistix.fixed_point" in str(info.value) and "eagerly" in str(info.value)
     with pytest.raises(jax.errors.ConcretizationTypeError, match=TRACED):
-        jax.jit(lambda p: jnp.sum(_grad(_f, jnp.zeros(N), p)[0]["x"]))(params)
+        jax.jit(lambda p: jnp.sum(_grad(_f, jnp.zeros(N), p, forward=forward, backward=backward)[0]["x"]))(params)
     with pytest.raises(jax.errors.ConcretizationTypeError, match=TRACED):
         jax.jit(lambda h: jacobian_operator(jnp.tanh, h).rmv(h))(jnp.zeros(N))
 
