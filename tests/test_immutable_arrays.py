@@ -59,3 +59,23 @@ def test_forward_solvers_run_on_jax_arrays(solver):
     assert isinstance(res.x, jax.Array)
     h = np.asarray(res.x)
     np.testing.assert_allclose(np.tanh(np.asarray(Wj) @ h) + 0.1, h, atol=1e-9)
+
+
+def test_estimates_and_analyze_run_on_jax_arrays():
+    """Every estimate, the Ritz vectors included, and analyze, on immutable arrays: numpy's figures."""
+    W = _matrix()
+    Wj = jnp.asarray(W)
+    Jj = rbpsolve.JacobianOperator(lambda u: Wj.T @ u, lambda v: Wj @ v, like=jnp.zeros(N))
+    Jn = rbpsolve.JacobianOperator(lambda u: W.T @ u, lambda v: W @ v, like=np.zeros(N))
+    for estimate in (rbpsolve.estimate_norm, rbpsolve.estimate_spectral_radius):
+        a, b = estimate(Jj, max_steps=N, rtol=1e-12), estimate(Jn, max_steps=N, rtol=1e-12)
+        assert a.value == pytest.approx(b.value, rel=1e-10) and a.num_steps == b.num_steps
+    a = rbpsolve.estimate_singular_values(rbpsolve.IdentityMinus(Jj), max_steps=N, rtol=1e-14, vectors=True)
+    b = rbpsolve.estimate_singular_values(rbpsolve.IdentityMinus(Jn), max_steps=N, rtol=1e-14, vectors=True)
+    assert isinstance(a.details["right_vector_min"], jax.Array)
+    assert a.details["sigma_min"] == pytest.approx(np.linalg.svd(np.eye(N) - W, compute_uv=False)[-1], rel=1e-9)
+    np.testing.assert_allclose(np.abs(np.asarray(a.details["right_vector_min"])),
+                               np.abs(b.details["right_vector_min"]), atol=1e-8)
+    report = rbpsolve.analyze(Jj, jnp.ones(N))
+    other = rbpsolve.analyze(Jn, np.ones(N))
+    assert report.contraction == other.contraction and report.sigma_min == pytest.approx(other.sigma_min, rel=1e-8)
