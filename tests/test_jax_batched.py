@@ -425,3 +425,20 @@ def test_the_same_gradient_as_the_torch_adapters_batched_mode():
         np.testing.assert_allclose(np.asarray(got[k]), t[k].grad.numpy(), rtol=0, atol=1e-10, err_msg=k)
     np.testing.assert_array_equal(diag.forward_samples.num_steps, tdiag.forward_samples.num_steps)
     np.testing.assert_array_equal(diag.backward_samples.num_steps, tdiag.backward_samples.num_steps)
+
+
+# ---------------------------------------------------------------------------- the docs
+def test_the_jax_pages_batched_example_runs():
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).parents[1] / "docs" / "jax.md"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", page.read_text(), re.S) if "batch_axis" in b]
+    assert blocks, "the JAX page lost its batch_axis example"
+    namespace = {}
+    with pytest.warns(ConvergenceWarning, match="samples 2 .*set to zero"):
+        exec(compile(blocks[0], str(page), "exec"), namespace)  # noqa: S102 - our own documentation
+    diag, grads = namespace["diag"], namespace["grads"]
+    assert diag.backward_samples.summary == "3 converged, 1 diverged: sample 2"
+    assert list(diag.masked) == [2] and diag.forward.ok
+    assert not np.any(np.asarray(grads["x"][2])) and np.all(np.asarray(grads["x"])[[0, 1, 3]] != 0)
