@@ -8,7 +8,9 @@ The only module tree of rbpsolve that imports jax.
 - :func:`fixed_point` -- ``h* = f(h*, params)`` found by an rbpsolve forward solver,
   differentiated with respect to ``params`` through a ``jax.custom_vjp`` that solves
   ``(I - J^T) z = dL/dh*`` with any rbpsolve solver, its Result kept in a
-  :class:`Diagnostics` the caller holds.
+  :class:`Diagnostics` the caller holds. With ``batch_axis`` (eager) each sample has its
+  own forward and adjoint solve, judged per sample (:class:`SampleRecords`), and
+  ``on_failure="mask"`` drops the failed samples from the gradient.
 - Jacobian regularisers (:func:`jacobian_frobenius`, :func:`column_penalty`,
   :func:`gershgorin_penalty`: pure JAX, jit-able; :func:`smallest_eigenvalue_penalty`: eager)
   and :class:`TrainingMonitor`, as in the torch adapter.
@@ -21,7 +23,7 @@ its residual on the host each step, so there these functions raise
 ``jax.errors.ConcretizationTypeError`` naming the alternatives.
 """
 
-from ._diagnostics import Diagnostics
+from ._diagnostics import Diagnostics, SampleRecords
 from ._implicit import fixed_point
 from ._jacobian import jacobian_operator
 from ._monitor import AdjointRiskWarning, MonitorRecord, TrainingMonitor, forward_rate
@@ -39,6 +41,7 @@ __all__ = [
     "jacobian_operator",
     "fixed_point",
     "Diagnostics",
+    "SampleRecords",
     "TracedDiagnostics",
     "TracedSolve",
     "backward_probe",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import rbpsolve
 from rbpsolve.extending import check_solver_kind
 
 from ._diagnostics import Diagnostics
 from ._jacobian import Linearisation
-from ._policy import apply, policy
+from ._policy import apply, batched_call, check_batch_axis, check_batched_solver, failed_samples, policy
 from ._results import TracedSolve, code, probe_cotangent
-from ._state import FlatState, check_jax_leaves, host_readable, refuse_tracers
+from ._state import BatchedState, FlatState, check_jax_leaves, host_readable, refuse_tracers
 from ._traced import supports, traced_fixed_point
 
 __all__ = ["fixed_point"]
@@ -22,7 +23,7 @@ _TRACED_CALL = (" (fixed_point was called inside jax.jit, jax.vmap or a second j
 
 
 def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise", backward_x0=None,
-                backward_probe=None):
+                backward_probe=None, batch_axis=None):
     r"""The fixed point ``h* = f(h*, params)`` as a differentiable function of ``params``.
 
     Parameters
@@ -49,17 +50,30 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
         (Neumann-RBP with ``K = 20``, equal to TBPTT through 21 steps at a converged
         state). ``rbpsolve.GMRES(rtol=...)`` or ``rbpsolve.LSQR(...)`` for accurate
         gradients; ``rbpsolve.RandomizedNeumann(...)`` for an unbiased estimate.
-    on_failure : "raise", "warn" or rbpsolve.Fallback
-        What a failed solve (status not ok) does:
+    on_failure : "raise", "warn", "mask" or rbpsolve.Fallback
+        What a failed solve (status not ok) does. With ``batch_axis`` a solve has failed
+        when any sample has; messages then name the failing samples
+        (``Result.batch_summary``, e.g. ``"6 converged, 2 diverged: samples 1, 5"``).
 
         - ``"raise"`` (default): raise :class:`rbpsolve.SolveError` carrying the Result,
           from this call (forward) or from the backward pass (``jax.grad``, ``jax.vjp``'s
           pullback); no gradient is returned.
         - ``"warn"``: warn (:class:`ConvergenceWarning`) and use the best iterate
           (smallest residual); a non-finite best iterate still raises.
+        - ``"mask"`` (needs ``batch_axis``; eager only): drop the failed samples from the
+          gradient and carry on with the others. A sample ``i`` whose forward or backward
+          solve failed gets the adjoint ``z_i = 0``, so its contribution
+          ``z_i^T df_i/dparams`` to the gradient is exactly zero, while each other
+          sample's contribution is the one it would have alone; its forward output (the
+          best iterate) is still returned. A warning (:class:`ConvergenceWarning`) names
+          the masked samples, and ``Diagnostics.masked`` holds their indices. A failed
+          sample whose forward output is not finite still raises. Samples masked in the
+          forward are not solved backward (their ``g_i`` is set to zero).
         - ``rbpsolve.Fallback(s1, s2, ...)``: try these solvers after ``forward`` (the
           forward solvers among them) or ``backward`` (the linear ones) failed, recording
-          the switch in ``Result.attempts``; raise if the last fails too.
+          the switch in ``Result.attempts``; raise if the last fails too. With
+          ``batch_axis`` the backward chain runs per sample where the core supports it; a
+          chain the core cannot run per sample raises ``NotImplementedError`` at the call.
     backward_x0 : pytree of jax.Array or callable, optional
         Where the adjoint solve starts: ``None`` (default) starts at ``z_0 = 0``; a state
         of ``h0``'s structure, shapes and dtypes starts there; a callable ``g -> z_0`` is
@@ -72,6 +86,21 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
         :func:`backward_report` decodes. This is how the backward's status leaves a
         ``jax.jit``/``jax.vmap`` (per sample); eager calls fill it too. Pass a probe to
         one call only: two calls would add their codes.
+    batch_axis : int, optional
+        The axis of ``h0`` that indexes independent samples (``f`` must not couple
+        samples, which is your assertion, not checked); ``h0`` must then be a single
+        ``jax.Array``, not a pytree. Each sample ``i`` has its own fixed point
+        ``h_i* = f(h*, params)_i`` and its own adjoint system ``(I - J_i^T) z_i = g_i``,
+        ``J_i`` the sample's block of the block-diagonal Jacobian, judged by the core per
+        sample (its own stopping test, step count, divergence and NaN checks; a finished
+        sample is frozen while the others go on), while ``f`` and each VJP still run once
+        a step on the whole batch. The per-sample records are in
+        ``Diagnostics.forward_samples`` and ``backward_samples``. Supported by the solvers
+        the core runs per sample (Picard and Anderson forward; FixedPoint, Neumann,
+        RandomizedNeumann, CGNE, LSQR and GMRES backward); others raise
+        ``NotImplementedError`` at the call. Eager only: inside ``jax.jit``/``jax.vmap``
+        it raises ``ValueError``; there, ``jax.vmap`` over samples with fixed budgets
+        gives each sample its own solve and status.
 
     Returns
     -------
@@ -87,7 +116,11 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     ------
     TypeError, ValueError
         Bad input: ``h0`` not jax arrays, ``f``'s output of another structure, shape or
-        dtype, solvers of the wrong kind, an unknown ``on_failure``.
+        dtype, solvers of the wrong kind, an unknown ``on_failure``, a ``batch_axis`` that
+        is not an axis of ``h0`` (or with a pytree ``h0``, or under tracing), ``"mask"``
+        without ``batch_axis``.
+    NotImplementedError
+        ``batch_axis`` with a solver the core cannot run per sample.
     rbpsolve.SolveError
         A failed solve under ``"raise"`` (or the last member of a Fallback failing).
     jax.errors.ConcretizationTypeError
@@ -183,23 +216,37 @@ def fixed_point(f, h0, params, *, forward=None, backward=None, on_failure="raise
     if not callable(f):
         raise TypeError(f"f must be callable, a map (h, params) -> next h; got {type(f).__name__}")
     check_jax_leaves(h0, "h0")  # tracers pass here (eager jax.grad); the solve refuses them
+    axis = check_batch_axis(batch_axis, h0)
     forward = rbpsolve.Picard() if forward is None else forward
     backward = rbpsolve.Neumann(max_steps=20) if backward is None else backward
     _check_solvers(forward, backward)
-    rule, forward_chain, backward_chain = policy(on_failure, forward, backward)
+    rule, forward_chain, backward_chain = policy(on_failure, forward, backward, axis)
     if backward_x0 is not None and not callable(backward_x0):
         check_jax_leaves(backward_x0, "backward_x0")
     if backward_probe is not None:
         _check_probe(backward_probe)
     traced = not host_readable((h0, params, None if callable(backward_x0) else backward_x0, backward_probe))
+    if traced and axis is not None:
+        raise ValueError(
+            f"batch_axis={batch_axis} runs the core's per-sample solves, which read each sample's residual on the "
+            "host at every step: it is for eager calls only, not inside jax.jit or jax.vmap. Inside a traced "
+            "program, leave batch_axis=None and jax.vmap fixed_point over the samples with fixed budgets "
+            "(forward=rbpsolve.Picard(max_steps=T, rtol=0, atol=0), backward=rbpsolve.Neumann(max_steps=K, rtol=0, "
+            "atol=0)): each sample is then its own solve with its own status"
+        )
+    # Before the forward solve: a backward that cannot run per sample would otherwise
+    # fail only at the backward pass, after the forward's work.
+    check_batched_solver(backward_chain, axis)
     if traced and supports(forward, backward, on_failure):
         return traced_fixed_point(f, h0, params, forward=forward, backward=backward, rule=rule,
                                   backward_x0=backward_x0, probe=backward_probe)
     # Any other traced call goes on and is refused by the solve, with the alternatives.
-    run = _Run(f, forward_chain, backward_chain, rule, backward_x0)
+    run = _Run(f, forward_chain, backward_chain, rule, backward_x0, axis)
     h_star = run.implicit(h0, params, backward_probe)
     # Outside the custom_vjp so that the warning points at the caller's line.
-    apply(rule, run.diagnostics.forward, "forward")
+    masked = apply(rule, run.diagnostics.forward, "forward", axis)
+    if rule == "mask":
+        run.diagnostics.masked = np.array(masked, dtype=np.int64)
     return h_star, run.diagnostics
 
 
@@ -207,8 +254,10 @@ class _Run:
     """One call of :func:`fixed_point`: its settings, and what its solves leave behind
     (the state's layout, the Diagnostics) for the backward pass."""
 
-    def __init__(self, f, forward, backward, rule, x0):
+    def __init__(self, f, forward, backward, rule, x0, axis=None):
         self.f, self.forward, self.backward, self.rule, self.x0 = f, forward, backward, rule, x0
+        self.axis = axis
+        self.batch = {} if axis is None else {"batch_axis": axis}
         self.state = self.diagnostics = None
         self.start = None  # backward_x0 raveled, once checked against h0
         implicit = jax.custom_vjp(lambda h0, params, probe: self.solve(h0, params, probe)[0])
@@ -217,7 +266,9 @@ class _Run:
 
     def solve(self, h0, params, probe):
         """The forward solve on concrete values; returns ``(h*, residuals for the pullback)``."""
-        self.state = state = FlatState(h0, "h0", _TRACED_CALL)  # refuses traced states
+        # Batched: the state keeps its shape, so that the core sees the samples' axis.
+        kind = FlatState if self.axis is None else BatchedState
+        self.state = state = kind(h0, "h0", _TRACED_CALL)  # refuses traced states
         refuse_tracers(params, "params", _TRACED_CALL)
         if self.x0 is not None and not callable(self.x0):
             self.start = state.check_like(self.x0, "backward_x0")  # at the call, not at the backward
@@ -228,8 +279,11 @@ class _Run:
             state.check_output(out)
             return flat
 
-        result = rbpsolve.fixed_point(step, state.flat, self.forward, throw=False)
-        self.diagnostics = Diagnostics(forward=result)
+        result = batched_call(
+            lambda: rbpsolve.fixed_point(step, state.flat, self.forward, throw=False, **self.batch),
+            self.axis, "forward",
+        )
+        self.diagnostics = Diagnostics(forward=result, batch_axis=self.axis)
         return state.unravel(result.x), (result.x, params, probe)
 
     def pullback(self, residuals, g):
@@ -241,15 +295,42 @@ class _Run:
                        "not support)")
         lin = Linearisation(state.flat_map(self.f, params), x, state.check_output)
         x0 = state.check_like(self.x0(g), "backward_x0(g)") if callable(self.x0) else self.start
-        result = rbpsolve.solve_adjoint(lin.operator(), state.ravel(g), self.backward, x0=x0, throw=False)
+        g = state.ravel(g)
+        forward = diagnostics.forward
+        forward_masked = failed_samples(forward) if self.rule == "mask" and not forward.ok else ()
+        if forward_masked:
+            # Their z is zeroed below whatever the solve finds; with g_i = 0 the solver
+            # counts them solved before its first step.
+            g = _zero_samples(g, forward_masked, self.axis)
+        result = batched_call(
+            lambda: rbpsolve.solve_adjoint(lin.operator(), g, self.backward, x0=x0, throw=False, **self.batch),
+            self.axis, "backward",
+        )
         diagnostics.backward = result
         diagnostics.backward_calls += 1
         diagnostics.jvp_mode = "linearize" if result.num_jvp else None
-        apply(self.rule, result, "backward")
+        failed = apply(self.rule, result, "backward", self.axis)
+        z = result.x
+        if self.rule == "mask":
+            dropped = sorted(set(forward_masked) | set(failed))
+            diagnostics.masked = np.array(dropped, dtype=np.int64)
+            if dropped:
+                # z_i = 0 removes sample i's term z_i^T df_i/dparams from the gradient
+                # (where, not a product: a diverged z_i may hold inf or NaN).
+                z = _zero_samples(z, dropped, self.axis)
         h_star = state.unravel(x)
         _, pull_params = jax.vjp(lambda p: self.f(h_star, p), params)
-        (params_bar,) = pull_params(state.unravel(result.x))
+        (params_bar,) = pull_params(state.unravel(z))
         return state.unravel(jnp.zeros_like(x)), params_bar, _probe_bar(result, probe)
+
+
+def _zero_samples(x, samples, axis):
+    """``x`` with the given samples (indices along ``axis``) set to zero."""
+    keep = np.ones(x.shape[axis], dtype=bool)
+    keep[list(samples)] = False
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    return jnp.where(jnp.asarray(keep.reshape(shape)), x, jnp.zeros((), dtype=x.dtype))
 
 
 def _probe_bar(result, probe):

@@ -9,7 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 from rbpsolve.extending import check_input, check_map_output, space_like
 
-__all__ = ["FlatState", "check_jax_leaves", "refuse_tracers", "host_readable"]
+__all__ = ["FlatState", "BatchedState", "check_jax_leaves", "refuse_tracers", "host_readable"]
 
 # What a traced value means for this adapter, and what to do instead. Every rbpsolve solve
 # reads one scalar on the host per step (its stopping test), which a traced program cannot do.
@@ -148,3 +148,23 @@ class FlatState:
         for (label, leaf), space, state in zip(labelled, self.spaces, self.labels):
             check_input(leaf, space, label, f"{state} is an array")
         return self.ravel(tree)
+
+
+class BatchedState(FlatState):
+    """A single-array state with a batch axis, kept in its own shape.
+
+    The core's per-sample solves (``batch_axis``) need the samples' axis, which raveling
+    would lose: here the "flat" vector is the array itself and ``ravel``/``unravel`` are
+    the identity, so :class:`FlatState`'s checks and :meth:`flat_map` serve unchanged.
+    """
+
+    def __init__(self, h, name: str, context: str = ""):
+        super().__init__(h, name, context)
+        self.flat, self.unravel = h, _identity
+
+    def ravel(self, tree):
+        return tree
+
+
+def _identity(x):
+    return x
