@@ -24,6 +24,8 @@ __all__ = [
     "transfer_count",
     "from_numpy",
     "describe_namespace",
+    "is_lazy",
+    "persist",
 ]
 
 
@@ -149,6 +151,9 @@ def to_host(xp, *values) -> list[float]:
         return [float(v) for v in values]
     _Transfers.count += 1
     first = arrays[0]
+    if array_api_compat.is_dask_array(first):
+        values, arrays = _dask_computed(values)
+        first = arrays[0]
     if all(type(v) in _NUMPY_HOST for v in arrays):
         # Host memory already: numpy's scalars and arrays need only unpacking.
         out = []
@@ -180,6 +185,23 @@ def to_host(xp, *values) -> list[float]:
 
 
 _NUMPY_HOST = (np.float64, np.bool_, np.float32, np.ndarray)
+
+
+def _dask_computed(values) -> tuple[list, list]:
+    """``values`` with their dask arrays computed (numpy values), and those arrays.
+
+    One ``dask.compute`` of them all, so that the graph they share (a step's products)
+    runs once; stacking them first, as other libraries' values are, would only add a
+    layer of graph to build. The results are then unpacked as numpy's are.
+    """
+    import dask
+
+    lazy = [i for i, v in enumerate(values) if array_api_compat.is_dask_array(v)]
+    computed = dask.compute(*(values[i] for i in lazy))
+    values = list(values)
+    for i, v in zip(lazy, computed):
+        values[i] = v
+    return values, [v for v in values if type(v) not in _PYTHON_NUMBERS]
 
 
 def _stacked(xp, arrays):
@@ -267,10 +289,16 @@ def set_row(xp, matrix, index: int, row, scale=None):
 
     Written in place where the library allows it (numpy, torch, cupy: the same array is
     returned, and the scaling writes straight into the row, one pass); a functional
-    update on immutable arrays (JAX: ``.at[].set``).
+    update on immutable arrays (JAX: ``.at[].set``). A dask matrix gets the row as a
+    new layer of its graph, then is persisted (:func:`persist`): a Krylov basis
+    written row by row would otherwise be a chain of one layer a row, replayed by every
+    later read of it.
     """
     if array_api_compat.is_jax_array(matrix):
         return matrix.at[index].set(row if scale is None else row * scale)
+    if array_api_compat.is_dask_array(matrix):
+        matrix[index, ...] = row if scale is None else row * scale
+        return persist(matrix)[0]
     if scale is None:
         matrix[index, ...] = row
     elif type(matrix) is np.ndarray:
@@ -323,6 +351,32 @@ def on_device(array, device) -> bool:
     if array_api_compat.is_torch_array(array):
         return array.device == device  # torch.device objects compare by type and index
     return same_device(device_of(array), device)
+
+
+def is_lazy(xp) -> bool:
+    """Whether ``xp`` builds lazy arrays (dask: task graphs computed on demand), whose
+    iterates the loops must :func:`persist` a step. A batch's :class:`PerSample`
+    namespace answers for the namespace it wraps."""
+    if type(xp) is PerSample:
+        xp = xp.xp
+    return array_api_compat.is_dask_namespace(xp)
+
+
+def persist(*values) -> tuple:
+    """``values`` with every dask array in them (nested in tuples, named tuples, lists,
+    dicts and dataclasses too) computed and held in memory: ``dask.persist``, one pass
+    over their shared graph.
+
+    Why: a dask array is the graph of its whole history, and dask keeps no intermediate
+    result. An iterate built from the previous one, whose norm is read every step, would
+    recompute every earlier step at every read: step ``k`` costs ``k`` steps and the graph
+    grows without end. Persisted, an iterate is a graph of its finished chunks, so a step
+    costs one step. Anything that is not a dask array passes through unchanged (dask is
+    imported here, on the first dask array, never when rbpsolve is).
+    """
+    import dask
+
+    return dask.persist(*values)
 
 
 def is_per_sample(xp) -> bool:
