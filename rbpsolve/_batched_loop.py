@@ -129,17 +129,22 @@ def native_batched(solver, deferred: bool):
 # --------------------------------------------------------------------- eager
 def _run_eager(run: _Batch, callback) -> None:
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
+    lazy = _backend.is_lazy(xp)
     for step in range(1, solver.max_steps + 1):
         if not any(run.active):
             return
         previous = run.state
         new, raw = solver.step(a, b, previous)
+        if lazy:  # dask: compute the step once, not again at every later read
+            new, raw = _backend.persist(new, raw)
         reports = split_reports(xp, [raw], run.size)[0]  # the step's one host transfer
         keep_new, improved, claims = _judge(run, reports, step)
         run.state = new if all(keep_new) else merge(xp, keep_new, new, previous, run.size)
         if any(improved):
             holder = previous if solver.residual_lags else run.state
             run.best_x = merge(xp, improved, solver.solution(a, b, holder), run.best_x, run.size)
+        if lazy:
+            run.state, run.best_x = _backend.persist(run.state, run.best_x)
         if _after_step(run, claims, step, callback, lambda: solver.solution(a, b, run.state)):
             return
 
@@ -297,6 +302,7 @@ def _run_deferred(run: _Batch, callback=None) -> None:
     are their reports), while the others go on.
     """
     solver, a, b, xp = run.solver, run.a, run.b, run.a.xp
+    lazy = _backend.is_lazy(xp)
     best_r, raw, read_up_to = None, [], 0
     state = run.state
     stepping = [True] * run.size  # host: the samples whose steps still count
@@ -315,6 +321,9 @@ def _run_deferred(run: _Batch, callback=None) -> None:
             better = xp.logical_and(better, mask_like(xp, stepping, better))
         best_r = r if best_r is None else _backend.minimum(xp, best_r, r)
         run.best_x = xp.where(better, solver.solution(a, b, holder), run.best_x)
+        if lazy:  # dask: each step computed once (see rbpsolve._steps.run_deferred)
+            state, report, run.best_x, best_r = _backend.persist(state, report, run.best_x, best_r)
+            raw[-1] = report
         if type(report.done) is SampleValues:
             _stop(run, stepping, [i for i, d in enumerate(report.done) if d], step)
             if not any(stepping[i] for i in _indices(run.active)):

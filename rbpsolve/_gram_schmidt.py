@@ -43,6 +43,10 @@ def orthogonalise(xp, basis, w, *, twice: bool = False):
     """
     w_sq = _backend.vdot(xp, w, w)
     w, h = project_out(xp, basis, w)
+    if _backend.is_lazy(xp):
+        # dask: w computed with the values read, so that the next Krylov vector (built
+        # from this one) does not replay every earlier step's graph.
+        w, h, w_sq = _backend.persist(w, h, w_sq)
     values = _backend.to_host(xp, h, w_sq)
     coefficients, before_sq = np.asarray(values[:-1]), values[-1]
     before = math.sqrt(before_sq) if before_sq >= 0 else math.nan

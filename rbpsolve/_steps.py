@@ -163,6 +163,7 @@ def _decide(solver, report: StepReport, run: Run, step: int, previous, s: _Setti
 def run_eager(solver, a, b, state, s: _Settings, callback) -> Run:
     """Steps whose reports are read as they come: one host transfer a step."""
     xp = a.xp
+    lazy = _backend.is_lazy(xp)
     run = Run(state, best_state=state)
     del state  # the run owns it now (a reference here would outlive the state)
     k = 0
@@ -170,6 +171,8 @@ def run_eager(solver, a, b, state, s: _Settings, callback) -> Run:
         k += 1
         previous = run.state
         new, raw = solver.step(a, b, previous)
+        if lazy:  # dask: compute the step once, not again at every later read
+            new, raw = _backend.persist(new, raw)
         report, run.memo = solver.judge(read(xp, [raw])[0], run.memo)  # the step's one host transfer
         run.state = previous if report.breakdown else new
         record(run, report)
@@ -250,6 +253,7 @@ def run_deferred(solver, a, b, state, s: _Settings) -> Run:
     that decided a failure (up to the next read) are counted and in the history.
     """
     xp = a.xp
+    lazy = _backend.is_lazy(xp)
     track = getattr(solver, "forms_iterate", True)
     run = Run(state, best_state=None)
     run.best_x = solver.solution(a, b, state) if track else None
@@ -267,6 +271,11 @@ def run_deferred(solver, a, b, state, s: _Settings) -> Run:
             # run is NONFINITE from that step anyway.)
             best_r = r if best_r is None else _backend.minimum(xp, best_r, r)
             run.best_x = _backend.select(xp, better, solver.solution(a, b, holder), run.best_x)
+        if lazy:
+            # dask: each step computed once (a fixed budget defers the reading, not the
+            # work: a graph of the whole run would be replayed by every later read).
+            state, report, run.best_x, best_r = _backend.persist(state, report, run.best_x, best_r)
+            raw[-1] = report
         if report.done:  # a host value: RandomizedNeumann's drawn length
             break
         if track and k >= FIRST_CHECKPOINT and k & (k - 1) == 0:
