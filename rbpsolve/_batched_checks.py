@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
 from ._fallback import Fallback
 from ._result import Result, SolveError, Status
 
@@ -44,6 +45,13 @@ def check_batch(solver, A, batch_axis, *, array: str = "b") -> int:
             raise NotImplementedError(
                 f"{name} does not solve per sample yet (batch_axis); per-sample solvers: "
                 f"{', '.join(BATCHED_SOLVERS)}; or leave batch_axis=None to solve the batch as one system"
+            )
+        if name == "GMRES" and _backend.is_lazy(A.xp):
+            # Its batched basis is read and written at (sample, row) pairs: two index
+            # arrays at once, which dask's indexing does not support.
+            raise NotImplementedError(
+                "GMRES does not solve per sample (batch_axis) on dask arrays: dask cannot index its batched Krylov "
+                "basis; use CGNE or LSQR per sample, or GMRES with batch_axis=None on each sample"
             )
     return axis
 
