@@ -292,11 +292,17 @@ def set_row(xp, matrix, index: int, row, scale=None):
     update on immutable arrays (JAX: ``.at[].set``). A dask matrix gets the row as a
     new layer of its graph, then is persisted (:func:`persist`): a Krylov basis
     written row by row would otherwise be a chain of one layer a row, replayed by every
-    later read of it.
+    later read of it. Its columns are chunked as ``row`` is (rechunked at the first write
+    if need be).
     """
     if array_api_compat.is_jax_array(matrix):
         return matrix.at[index].set(row if scale is None else row * scale)
     if array_api_compat.is_dask_array(matrix):
+        if matrix.chunks[1:] != row.chunks:
+            # A basis allocated with dask's own chunks ("auto"): cut it as the state is,
+            # one block of rows, so that its products with the state need no rechunking
+            # and the iterates formed from it keep the caller's chunks.
+            matrix = matrix.rechunk((matrix.shape[0],) + row.chunks)
         matrix[index, ...] = row if scale is None else row * scale
         return persist(matrix)[0]
     if scale is None:
