@@ -300,8 +300,11 @@ def set_row(xp, matrix, index: int, row, scale=None):
     if array_api_compat.is_dask_array(matrix):
         if matrix.chunks[1:] != row.chunks:
             # A basis allocated with dask's own chunks ("auto"): cut it as the state is,
-            # one block of rows, so that its products with the state need no rechunking
-            # and the iterates formed from it keep the caller's chunks.
+            # so that its products with the state need no rechunking and the iterates
+            # formed from it keep the caller's chunks. One block of rows: a write copies
+            # the blocks it lands in (every row of them), but a block a row made the
+            # Gram-Schmidt products dearer than the copies (GMRES(10) on 10^7 entries:
+            # 470 against 370 ms a step).
             matrix = matrix.rechunk((matrix.shape[0],) + row.chunks)
         matrix[index, ...] = row if scale is None else row * scale
         return persist(matrix)[0]
