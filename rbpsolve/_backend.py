@@ -279,6 +279,20 @@ def hypot(xp, a, b):
     return xp.hypot(a, b)
 
 
+def solve_small(xp, a, b):
+    """``xp.linalg.solve(a, b)`` of small systems: ``a`` of shape ``(..., m, m)``, ``b`` of
+    shape ``(..., m, k)`` (a stack of them in a batch).
+
+    dask's ``linalg.solve`` takes one 2-D matrix only (it factors a chunked matrix): a
+    stack of them, as the array API allows, is solved by numpy in one task instead (the
+    systems are tiny: ``m`` is Anderson's memory).
+    """
+    if array_api_compat.is_dask_array(a):
+        a, b = a.rechunk(-1), b.rechunk(-1)
+        return a.map_blocks(np.linalg.solve, b, dtype=b.dtype, chunks=b.chunks)
+    return xp.linalg.solve(a, b)
+
+
 def machine_eps(xp, dtype) -> float:
     """The machine epsilon of ``dtype`` (no array allocated, nothing moved)."""
     return float(xp.finfo(dtype).eps)

@@ -159,8 +159,9 @@ class Anderson(AbstractForwardSolver):
 
         In a batch (per-sample reductions) every sample has its own ``m x m`` system: the
         Gram matrices are ``(B, m, m)``, the right-hand sides and coefficients ``(B, m)``,
-        and ``xp.linalg.solve`` solves them all in one call; each sample's test of
-        usability is its own, so that one sample's bad system changes no other's step."""
+        and ``xp.linalg.solve`` solves them all in one call (on dask too: see
+        :func:`rbpsolve._backend.solve_small`); each sample's test of usability is its
+        own, so that one sample's bad system changes no other's step."""
         beta = float(self.mixing)
         x_new = x + beta * g
         if m:
@@ -180,7 +181,7 @@ class Anderson(AbstractForwardSolver):
             usable = (trace > 0) & xp.isfinite(trace) & xp.all(xp.isfinite(rhs), axis=-1)
             eye = xp.eye(m, dtype=x.dtype, device=_backend.device_of(x))
             system = xp.where(usable[..., None, None], grown + (lam * trace)[..., None, None] * eye, eye)
-            gamma = xp.linalg.solve(system, xp.where(usable[..., None], rhs, 0.0)[..., None])[..., 0]
+            gamma = _backend.solve_small(xp, system, xp.where(usable[..., None], rhs, 0.0)[..., None])[..., 0]
             gamma = xp.where((usable & xp.all(xp.isfinite(gamma), axis=-1))[..., None], gamma, 0.0)
             # A sample's coefficient broadcast against its entries: (B, 1, ..., 1).
             spread = batch + (1,) * (x.ndim - len(batch))
