@@ -151,7 +151,7 @@ def to_host(xp, *values) -> list[float]:
         return [float(v) for v in values]
     _Transfers.count += 1
     first = arrays[0]
-    if array_api_compat.is_dask_array(first):
+    if type(first) not in _NUMPY_HOST and array_api_compat.is_dask_array(first):
         values, arrays = _dask_computed(values)
         first = arrays[0]
     if all(type(v) in _NUMPY_HOST for v in arrays):
