@@ -82,6 +82,27 @@ def step_ms(J, g, name: str, steps: int, repeat: int) -> tuple[float, float]:
     return least, median
 
 
+def growth(steps: int) -> None:
+    """Milliseconds a step early, midway and late in a run of ``steps`` steps, on a dense
+    chunked J (n = 2000, chunks of 500): flat when each step is persisted, growing with
+    the step when the iterate carries its whole history (run it at a commit before the
+    loops persisted, 70dd6cb, to see that)."""
+    import dask.array as da
+
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((2000, 2000))
+    W = da.from_array(M * (0.99 / np.linalg.norm(M, 2)), chunks=500)
+    g = da.from_array(rng.standard_normal(2000), chunks=500)
+    J = rbpsolve.JacobianOperator(lambda u: W.T @ u, lambda v: W @ v, like=g)
+    print("| solver | ms/step, steps 2-10 | steps 21-30 | last 10 |\n|---|---|---|---|")
+    for name in ("FixedPoint", "CGNE", "GMRES(10)"):
+        stamps = [time.perf_counter()]
+        rbpsolve.solve_adjoint(J, g, SOLVERS[name](steps), throw=False,
+                               callback=lambda info: stamps.append(time.perf_counter()))
+        ms = 1e3 * np.diff(stamps)
+        print(f"| {name} | {ms[1:10].mean():.0f} | {ms[20:30].mean():.0f} | {ms[-10:].mean():.0f} |", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7], help="state sizes (elements)")
@@ -91,11 +112,15 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--operators", nargs="+", default=["diagonal", "banded"])
     p.add_argument("--solvers", nargs="+", default=list(SOLVERS))
+    p.add_argument("--growth", type=int, default=0, metavar="STEPS",
+                   help="instead: ms a step early and late in a run of STEPS steps (see growth)")
     args = p.parse_args(argv)
     import dask
     import dask.array as da
 
     dask.config.set(scheduler="threads", num_workers=args.workers)
+    if args.growth:
+        return growth(args.growth)
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     print(f"dask {dask.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, {args.workers} dask threads, "
           f"OPENBLAS_NUM_THREADS={blas}, "
