@@ -10,8 +10,10 @@ and fails if it grows. ``docs/scale_dask.md`` says when dask is worth it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import array_api_compat
 import numpy as np
@@ -202,3 +204,15 @@ def test_batched_gmres_says_why_it_cannot_run():
 def test_import_rbpsolve_does_not_import_dask():
     code = "import sys, rbpsolve; assert 'dask' not in sys.modules, 'dask was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_docs_example_runs():
+    """The example of docs/scale_dask.md, as written."""
+    page = Path(__file__).parents[1] / "docs" / "scale_dask.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    assert blocks, "docs/scale_dask.md lost its example"
+    namespace = {}
+    exec(compile(blocks[0], str(page), "exec"), namespace)  # noqa: S102 - our own documentation
+    result, g = namespace["result"], namespace["g"]
+    assert result.status is rbpsolve.Status.CONVERGED
+    assert array_api_compat.is_dask_array(result.x) and result.x.chunks == g.chunks
