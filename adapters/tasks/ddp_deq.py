@@ -198,7 +198,8 @@ def _counting_allreduce(state, bucket):
 
 @dataclasses.dataclass(frozen=True)
 class StepRecord:
-    """One training step on one rank. Sample indices are global (rows of the global batch).
+    """One training step on one rank. ``samples`` and ``masked`` hold global sample indices
+    (rows of the global batch); ``summary`` is the adapter's, in this rank's local indices.
 
     ``comm_buckets`` and ``comm_bytes`` are DDP's gradient allreduces in this step (0 when
     the model is not wrapped in DDP).
@@ -352,8 +353,9 @@ def main(argv=None) -> int:
         sent = sum(r.comm_bytes for r in record.steps)
         n_params = sum(v.size for v in record.final_params.values())
         print(f"{world} rank(s), {args.steps} steps: DDP's hook allreduced {buckets} bucket(s), {sent} bytes "
-              f"({n_params} parameters x {np.dtype(config.dtype).itemsize} bytes a step); the forward and "
-              f"adjoint solves ran on each rank's local tensors, with no collective of their own")
+              f"({n_params} parameters x {np.dtype(config.dtype).itemsize} bytes a step), its only gradient "
+              f"traffic; the forward and adjoint solves use each rank's local tensors alone (the tests run "
+              f"them with no process group, where a collective would raise)")
     return 0
 
 
