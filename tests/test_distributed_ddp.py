@@ -26,7 +26,7 @@ pytest.importorskip("torch")
 
 from distributed_harness import run_ranks  # noqa: E402
 
-from rbpsolve.adapters.tasks.ddp_deq import Config, DEQClassifier, train  # noqa: E402
+from rbpsolve.adapters.tasks.ddp_deq import Config, DEQClassifier, main, train  # noqa: E402
 from rbpsolve.adapters.torch import ConvergenceWarning  # noqa: E402
 
 STEPS = 3
@@ -124,3 +124,13 @@ def test_a_masked_sample_is_dropped_on_its_own_rank(ddp, alone):
         _assert_close(record.first_grads, alone[1].first_grads, f"rank {rank} masked first-step gradient")
     # Without the mask the diverged z_5 would reach W's gradient: the masked one is finite.
     assert all(np.isfinite(g).all() for g in alone[1].first_grads.values())
+
+
+def test_main_runs_as_one_process(capsys, monkeypatch):
+    # Without WORLD_SIZE, main makes a group of one in memory: DDP and its hook still run.
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["--steps", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("step   0  rank-0 loss") and "backward: 8 converged" in lines[0]
+    assert "DDP allreduce: 1 bucket(s), 2136 bytes" in lines[1]
+    assert lines[-1].startswith("1 rank(s), 2 steps: DDP's hook allreduced 2 bucket(s), 4272 bytes")

@@ -5,8 +5,8 @@ Each rank holds a replica of the model inside
 :class:`torch.nn.parallel.DistributedDataParallel` (gloo, CPU) and a slice of every
 mini-batch. A sample's fixed point and its adjoint system involve that sample alone, so
 the solves of :func:`rbpsolve.adapters.torch.fixed_point` (``batch_axis=0``) run on the
-rank's local tensors; the one communication of a training step is DDP's allreduce of the
-parameter gradients, which this module counts with a communication hook.
+rank's local tensors; the communication a training step needs is DDP's allreduce of the
+parameter gradients (one bucket here), which this module counts with a communication hook.
 
 Run it with ``torchrun --nproc_per_node 2 -m rbpsolve.adapters.tasks.ddp_deq --steps 20``
 (or without torchrun as one process). :func:`train` is what tests call.
