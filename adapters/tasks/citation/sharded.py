@@ -196,14 +196,14 @@ def solve_state(step, h0, method: str, T: int, K: int, distributed: bool):
 
 
 def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, group=None) -> dict:
-    """One forward and backward; leaves the summed gradient in each parameter's ``.grad``.
+    """One forward and backward; leaves the gradient, summed over ranks, in each ``.grad``.
 
     Returns the step's figures, global (reduced over ranks): ``loss``, ``train_acc``,
     ``val_acc`` (of the state the loss saw, before the update); the backward's ``status`` and
     ``steps`` and whether every rank had the same (``agree``); ``reductions``, the
     all-reduces of the step (the solver's and this function's one).
     """
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+    distributed = local.plan is not None  # the one-process reference runs even inside a process group
     for p in model.parameters():
         p.grad = None
     h, diagnostics, sharding = solve_state(local.step, local.h0, method, T, K, distributed)
