@@ -28,6 +28,16 @@ gradients sent back to their owners (the transposed exchange). Then
 each rank's term computed by autograd from its local graph and the sum taken by one
 ``all_reduce`` after the backward. The solvers' inner products and norms are sums over ranks
 too; an :class:`rbpsolve.Sharding` completes them (see :func:`solve_state`).
+
+**Agreement with one process.** The ranks sum each node's messages and the gradient in
+another order than one process does, so the two agree to rounding amplified by the problem's
+own sensitivity. In float64 on Cora (Kaiming initialisation, Neumann, first step) the
+relative gradient difference was 1.8e-14 at ``T = 10``, 1.4e-13 at ``T = 20``, 2.5e-12 at
+``T = 30``, 4.6e-10 at ``T = 50`` and 4e-4 at ``T = 100``, tracking how far a relative
+parameter change of 1e-14 moves ``h^T`` within one process (6e-13, 9e-12, 1e-9 and 6e-4 at
+``T = 20, 30, 50, 100``): at the task's ``T = 100`` the initial map is expanding and the
+forward itself is chaotic, so 2-rank and 1-process training runs part after the first step in
+either precision, as two 1-process runs with different summation orders would.
 """
 
 from __future__ import annotations
