@@ -261,11 +261,12 @@ def _swap(plan, group, outgoing: dict, incoming: dict, like):
     bufs = {q: torch.empty((n, *tail), **opts) for q, n in incoming.items()}
     # All receives are posted before any send, so no pair of ranks waits on each other.
     requests = [dist.irecv(bufs[q], src=_peer(group, q), group=group) for q in sorted(bufs)]
+    payloads = []  # alive until every send has completed
     for q in sorted(outgoing):
-        payload = outgoing[q].contiguous()
-        requests.append(dist.isend(payload, dst=_peer(group, q), group=group))
+        payloads.append(outgoing[q].contiguous())
+        requests.append(dist.isend(payloads[-1], dst=_peer(group, q), group=group))
         plan.messages += 1
-        plan.bytes += payload.numel() * payload.element_size()
+        plan.bytes += payloads[-1].numel() * payloads[-1].element_size()
     for request in requests:
         request.wait()
     plan.exchanges += 1
