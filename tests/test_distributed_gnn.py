@@ -68,8 +68,11 @@ def _halo_figures(rank, world_size):
     halo = halo_exchange(H[mine], plan)
     out["halo_exact"] = bool(torch.equal(halo, H[new[torch.as_tensor(plan.halo)]]))
     src_owner, dst_owner = part.owner(part.position[data.edges[0]]), part.owner(part.position[data.edges[1]])
-    boundary = np.unique(data.edges[0][(src_owner == rank) & (dst_owner != rank)])
-    out["counts"] = (plan.messages, plan.bytes, boundary.size * d * 8, len(plan.send_rows), plan.num_local)
+    # Bytes from the edge list: each (boundary node, reading rank) pair once.
+    crossing = (src_owner == rank) & (dst_owner != rank)
+    pairs = np.unique(data.edges[0][crossing] * world_size + dst_owner[crossing])
+    out["counts"] = (plan.messages, plan.bytes, pairs.size * d * 8, len(plan.send_rows), plan.num_local)
+    out["shared_rows"] = int(pairs.size - np.unique(data.edges[0][crossing]).size)  # rows read by 2+ peers
 
     # Dot test of the linear exchange: sum_r <E_r v, u_r> = sum_r <v_r, (E^T u)_r>.
     u_halo = Uh[new[torch.as_tensor(plan.halo)]]
@@ -204,6 +207,21 @@ def figures():
 
 
 # ----------------------------------------------------------------------- the halo exchange
+def _check_halo(h, world_size):
+    assert h["halo_exact"]
+    messages, sent, expected_bytes, peers, local = h["counts"]
+    assert messages == peers <= world_size - 1 and sent == expected_bytes
+    assert 0 < sent < local * 3 * 8 * peers  # boundary rows only, not the whole shard to each peer
+    assert h["dot_exchange"] < 1e-14
+    assert h["step_values"] < 1e-14 and h["step_vjp"] < 1e-14 and h["step_jvp"] < 1e-14
+    fd, vjp = h["fd_dot"]
+    assert abs(fd - vjp) <= 1e-8 * abs(vjp)
+
+
+def halo_checks(rank, world_size):
+    return _halo_figures(rank, world_size)
+
+
 def test_exchange_moves_exactly_the_halo_rows_and_only_boundary_rows(figures):
     for f in figures:
         h = f["halo"]
@@ -211,6 +229,17 @@ def test_exchange_moves_exactly_the_halo_rows_and_only_boundary_rows(figures):
         messages, sent, expected_bytes, peers, local = h["counts"]
         assert (messages, peers) == (1, 1) and sent == expected_bytes
         assert 0 < sent < local * 3 * 8  # boundary rows only, not the whole shard
+
+
+def test_exchange_on_three_ranks():
+    """The paths two ranks never take: two peers a rank, and rows that two peers read, whose
+    gradients the transpose must add (a second, 3-rank spawn of the halo checks alone)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        rows = run_ranks(halo_checks, world_size=3, timeout=60)
+    for h in rows:
+        _check_halo(h, 3)
+    assert max(h["counts"][3] for h in rows) == 2 and max(h["shared_rows"] for h in rows) > 0
 
 
 def test_exchange_backward_is_its_transpose(figures):
