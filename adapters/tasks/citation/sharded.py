@@ -27,7 +27,8 @@ gradients sent back to their owners (the transposed exchange). Then
 
 each rank's term computed by autograd from its local graph and the sum taken by one
 ``all_reduce`` after the backward. The solvers' inner products and norms are sums over ranks
-too; an :class:`rbpsolve.Sharding` completes them (see :func:`solve_state`).
+too; an :class:`rbpsolve.Sharding` (:func:`rbpsolve.adapters.torch.distributed.sharding`)
+completes them in its all-reduces (see :func:`solve_state`).
 
 **Agreement with one process.** The ranks sum each node's messages and the gradient in
 another order than one process does, so the two agree to rounding amplified by the problem's
@@ -55,6 +56,7 @@ import torch.nn.functional as F
 
 import rbpsolve
 from rbpsolve.adapters.torch import Partition, fixed_point, halo_exchange, node_order
+from rbpsolve.adapters.torch.distributed import sharding as make_sharding
 
 from .config import PCA_DIMS, Config, Prepared, prepare
 from .features import random_split
@@ -110,6 +112,7 @@ class Local:
     train_rows: torch.Tensor
     val_rows: torch.Tensor
     plan: object = None
+    sharding: object = None
     cut_edges: int = 0
 
 
@@ -147,7 +150,10 @@ def build_model(data: Prepared, seed: int, dtype) -> GRUGraphNet:
 def local_problem(data: Prepared, model: GRUGraphNet, ids, rank: int = 0, world_size: int = 1,
                   order: str = "rcm", group=None) -> Local:
     """Rank ``rank``'s :class:`Local`; ``world_size=1`` is the one-process reference, on
-    :mod:`.model`'s own step and numbering (no partition, no exchange)."""
+    :mod:`.model`'s own step and numbering (no partition, no exchange, no sharding).
+
+    Collective for ``world_size > 1``: the :class:`rbpsolve.Sharding` is made here, once
+    (one all-reduce of the block sizes), and serves every step's solves."""
     train_ids, val_ids = (np.asarray(i, dtype=np.int64) for i in ids)
     dtype = model.out.weight.dtype
     if world_size == 1:
@@ -158,51 +164,35 @@ def local_problem(data: Prepared, model: GRUGraphNet, ids, rank: int = 0, world_
         rows = (partition.local(rank, train_ids)[1], partition.local(rank, val_ids)[1])
         nodes, step, cut = plan.owned, ShardedGRUGraphNet(model, plan, group).step, partition.cut_edges
     labels = torch.as_tensor(data.labels[nodes])
+    h0 = torch.as_tensor(data.x[nodes]).to(dtype)
     weight = torch.zeros(len(nodes), dtype=dtype)
     weight[torch.as_tensor(rows[0])] = 1.0 / len(train_ids)
-    return Local(step=step, h0=torch.as_tensor(data.x[nodes]).to(dtype), labels=labels, weight=weight,
-                 train_rows=torch.as_tensor(rows[0]), val_rows=torch.as_tensor(rows[1]), plan=plan, cut_edges=cut)
+    return Local(step=step, h0=h0, labels=labels, weight=weight, train_rows=torch.as_tensor(rows[0]),
+                 val_rows=torch.as_tensor(rows[1]), plan=plan, cut_edges=cut,
+                 sharding=None if plan is None else make_sharding(h0, group=group))
 
 
-def _sharding(like):
-    """``rbpsolve.adapters.torch.distributed.sharding(like)``, or None where this rbpsolve lacks it."""
-    try:
-        from rbpsolve.adapters.torch.distributed import sharding
-    except ImportError:
-        return None
-    return sharding(like, group=None)
-
-
-def solve_state(step, h0, method: str, T: int, K: int, distributed: bool):
+def solve_state(step, h0, method: str, T: int, K: int, sharding=None):
     r"""``h^T`` of ``T`` propagations with an RBP backward: the one call into rbpsolve.
 
     ``T - 1`` graph-free Picard steps, one with a graph (as :func:`.methods.final_state`), and
-    the adjoint solve of ``method`` (``neumann``: ``sum_{k<=K} (J^T)^k g``; ``gmres``: ``K``
-    GMRES steps) in the backward.
+    the adjoint solve of ``method`` in the backward: ``neumann``, ``z = sum_{k<=K} (J^T)^k g``
+    (Neumann-RBP); ``gmres``, ``K`` GMRES steps on ``(I - J^T) z = g``.
+
+    Parameters
+    ----------
+    sharding : rbpsolve.Sharding, optional
+        With ``h0`` one rank's block: both solves complete their inner products and norms
+        over all ranks (GMRES's iterates depend on them; Neumann's only its history and
+        status), so every rank takes the same decisions and the same number of steps.
 
     Returns
     -------
-    h, diagnostics, sharding
-        ``sharding`` is the :class:`rbpsolve.Sharding` the solves used (None on one process).
-
-    Raises
-    ------
-    NotImplementedError
-        Distributed, without ``rbpsolve.adapters.torch.distributed``, for a method whose
-        iterates depend on inner products (GMRES). Neumann on a fixed budget does not need
-        it: its iterates are VJPs and sums only, the same on every rank, and every rank runs
-        its ``K`` steps; only its norms (history, status judgement) are then local.
+    h, diagnostics
     """
     forward = rbpsolve.Picard(max_steps=T - 1, rtol=0.0, atol=0.0)
-    backward = backward_solver(METHODS[method], K)
-    sharding = _sharding(h0) if distributed else None
-    if distributed and sharding is None and not isinstance(backward, rbpsolve.Neumann):
-        raise NotImplementedError(
-            f"--method {method} on several processes needs rbpsolve.adapters.torch.distributed.sharding (global "
-            "inner products), which this rbpsolve lacks; use --method neumann or one process")
-    extra = {} if sharding is None else {"sharding": sharding}
-    h, diagnostics = fixed_point(step, h0, forward=forward, backward=backward, on_failure="warn", **extra)
-    return h, diagnostics, sharding
+    return fixed_point(step, h0, forward=forward, backward=backward_solver(METHODS[method], K), on_failure="warn",
+                       sharding=sharding)
 
 
 def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, group=None) -> dict:
@@ -211,17 +201,21 @@ def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, gr
     Returns the step's figures, global (reduced over ranks): ``loss``, ``train_acc``,
     ``val_acc`` (of the state the loss saw, before the update); the backward's ``status`` and
     ``steps`` and whether every rank had the same (``agree``); ``reductions``, the
-    all-reduces of the step (the solver's and this function's one).
+    all-reduces of the step: the forward solve's, the adjoint solve's, and the one of the
+    gradients (with the figures) that this function makes.
     """
     distributed = local.plan is not None  # the one-process reference runs even inside a process group
+    sharding = local.sharding
     for p in model.parameters():
         p.grad = None
-    h, diagnostics, sharding = solve_state(local.step, local.h0, method, T, K, distributed)
-    calls = sharding.reduction.calls if sharding is not None else 0
+    calls = sharding.reduce.calls if sharding is not None else 0
+    h, diagnostics = solve_state(local.step, local.h0, method, T, K, sharding)
+    forward_calls = sharding.reduce.calls if sharding is not None else 0
     logits = model.out(h)
     per_node = F.cross_entropy(logits, local.labels.clamp(min=0), reduction="none")
     loss = (local.weight * per_node).sum()
     loss.backward()
+    backward_calls = sharding.reduce.calls if sharding is not None else 0
     backward = diagnostics.backward
     code, steps = float(STATUSES.index(backward.status.name)), float(backward.num_steps)
     with torch.no_grad():
@@ -241,7 +235,8 @@ def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, gr
             offset += p.numel()
         loss_sum, tr_hit, tr_n, va_hit, va_n, c, c2, s, s2 = flat[offset:].tolist()
     ranks = dist.get_world_size(group) if distributed else 1
-    reductions = (sharding.reduction.calls - calls if sharding is not None else 0) + int(distributed)
+    # All-reduces of the step: the forward solve's, the adjoint solve's, and the gradients' one.
+    reductions = (forward_calls - calls, backward_calls - forward_calls, int(distributed))
     return dict(loss=loss_sum, train_acc=100 * tr_hit / max(tr_n, 1), val_acc=100 * va_hit / max(va_n, 1),
                 status=backward.status.name, steps=backward.num_steps,
                 agree=c2 * ranks == c * c and s2 * ranks == s * s, reductions=reductions, diagnostics=diagnostics)
@@ -308,7 +303,7 @@ def _train(args) -> list[dict]:
         records.append(r)
         say(f"step {i + 1}: loss {r['loss']:.6f}  train {r['train_acc']:.1f} %  val {r['val_acc']:.1f} %  "
             f"backward {r['status']} {r['steps']} steps (ranks {'agree' if r['agree'] else 'DISAGREE'})  "
-            f"halo {sent[0]} msgs {sent[1] / 1e6:.3f} MB (rank 0)  all-reduces {r['reductions']}")
+            f"halo {sent[0]} msgs {sent[1] / 1e6:.3f} MB (rank 0)  all-reduces {'+'.join(map(str, r['reductions']))}")
     return records
 
 
