@@ -175,6 +175,25 @@ def _gnn_figures(rank, world_size, dataset, root, T, K, methods):
     return out
 
 
+def _trajectory(rank, world_size, method, steps=3):
+    """Parameters and losses after ``steps`` SGD steps (momentum, weight decay), 2 ranks and one process."""
+    from rbpsolve.adapters.tasks.citation import sharded
+
+    data, ids = sharded.load("synthetic", None, None, seed=0)
+    out = []
+    for ranks in (1, world_size):
+        model = sharded.build_model(data, 0, torch.float64)
+        local = sharded.local_problem(data, model, ids, rank if ranks > 1 else 0, ranks)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        losses = []
+        for _ in range(steps):
+            losses.append(sharded.train_step(local, model, method, T, K)["loss"])
+            opt.step()
+        out.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]), losses))
+    (p1, l1), (p2, l2) = out
+    return dict(params_rel=_rel(p2, p1), losses=(l2, l1))
+
+
 def all_checks(rank, world_size, cora_root):
     from rbpsolve.adapters.tasks.citation import sharded
 
@@ -183,6 +202,7 @@ def all_checks(rank, world_size, cora_root):
                    synthetic=_gnn_figures(rank, world_size, "synthetic", None, T, K, methods))
     if cora_root:
         figures["cora"] = _gnn_figures(rank, world_size, "cora", cora_root, 10, 5, methods)
+    figures["trajectory"] = {m: _trajectory(rank, world_size, m) for m in methods}
     records = sharded.main(["--dataset", "synthetic", "--steps", "2", "--T", "12", "--K", "4", "--dtype", "float64"])
     figures["main"] = [(r["status"], r["steps"], r["agree"], r["messages"], r["reductions"]) for r in records]
     return figures
@@ -288,6 +308,14 @@ def test_same_status_and_steps_on_every_rank_and_as_one_process(figures):
             assert all(r["agree"] for r in rows)
             assert len({(r["status"], r["vjp"], r["reductions"]) for r in rows}) == 1
             assert rows[0]["status"] == rows[0]["ref_status"]
+
+
+def test_three_training_steps_equal_one_process(figures):
+    for f in figures:
+        for method, r in f["trajectory"].items():
+            assert r["params_rel"] < REL, (method, r["params_rel"])
+            np.testing.assert_allclose(*r["losses"], rtol=REL)
+            assert r["losses"][1][-1] < r["losses"][1][0]  # it trains: a test of a run that moves
 
 
 def test_hand_written_neumann_and_bptt_through_the_halo(figures):
