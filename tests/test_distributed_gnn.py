@@ -345,3 +345,19 @@ def test_cora_present_or_skipped(figures):
     if not _has_cora():
         pytest.skip("RBPSOLVE_DATA has no planetoid/ind.cora.* files")
     assert figures[0]["cora"]["cut"] > 0
+
+
+def test_main_as_one_process_and_its_errors(capsys, monkeypatch):
+    from rbpsolve.adapters.tasks.citation import sharded
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    records = sharded.main(["--dataset", "synthetic", "--steps", "2", "--T", "6", "--K", "3"])
+    out = capsys.readouterr().out
+    assert "on 1 process(es)" in out and out.count("\nstep ") == 2
+    assert [(r["steps"], r["messages"], r["reductions"]) for r in records] == [(3, 0, (0, 0, 0))] * 2
+    with pytest.raises(SystemExit):
+        sharded.main(["--dataset", "synthetic", "--T", "5", "--K", "5"])
+    assert "--K (5) must be below --T (5)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sharded.main(["--dataset", "cora", "--data", "/nonexistent-rbpsolve-data"])
+    assert "error: --data /nonexistent-rbpsolve-data: no such directory" in capsys.readouterr().err

@@ -58,6 +58,8 @@ import rbpsolve
 from rbpsolve.adapters.torch import Partition, fixed_point, halo_exchange, node_order
 from rbpsolve.adapters.torch.distributed import sharding as make_sharding
 
+from .. import _cli
+from ..data import DataFileError
 from .config import PCA_DIMS, Config, Prepared, prepare
 from .features import random_split
 from .method_table import backward_solver
@@ -65,6 +67,7 @@ from .model import GRUGraphNet
 
 __all__ = ["ShardedGRUGraphNet", "Local", "synthetic", "local_problem", "solve_state", "train_step", "main"]
 
+PROG = "python -m rbpsolve.adapters.tasks.citation.sharded"
 METHODS = {"neumann": "neumann_rbp", "gmres": "gmres"}
 STATUSES = tuple(rbpsolve.Status.__members__)
 
@@ -113,6 +116,7 @@ class Local:
     val_rows: torch.Tensor
     plan: object = None
     sharding: object = None
+    group: object = None
     cut_edges: int = 0
 
 
@@ -168,7 +172,7 @@ def local_problem(data: Prepared, model: GRUGraphNet, ids, rank: int = 0, world_
     weight = torch.zeros(len(nodes), dtype=dtype)
     weight[torch.as_tensor(rows[0])] = 1.0 / len(train_ids)
     return Local(step=step, h0=h0, labels=labels, weight=weight, train_rows=torch.as_tensor(rows[0]),
-                 val_rows=torch.as_tensor(rows[1]), plan=plan, cut_edges=cut,
+                 val_rows=torch.as_tensor(rows[1]), plan=plan, cut_edges=cut, group=group,
                  sharding=None if plan is None else make_sharding(h0, group=group))
 
 
@@ -195,7 +199,7 @@ def solve_state(step, h0, method: str, T: int, K: int, sharding=None):
                        sharding=sharding)
 
 
-def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, group=None) -> dict:
+def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int) -> dict:
     """One forward and backward; leaves the gradient, summed over ranks, in each ``.grad``.
 
     Returns the step's figures, global (reduced over ranks): ``loss``, ``train_acc``,
@@ -228,13 +232,13 @@ def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, gr
         params = [p for p in model.parameters()]
         flat = torch.cat([p.grad.reshape(-1).to(torch.float64) for p in params] + [figures])
         if distributed:
-            dist.all_reduce(flat, group=group)  # the one all-reduce: gradients and figures together
+            dist.all_reduce(flat, group=local.group)  # the one all-reduce: gradients and figures together
         offset = 0
         for p in params:
             p.grad.copy_(flat[offset:offset + p.numel()].reshape(p.shape))
             offset += p.numel()
         loss_sum, tr_hit, tr_n, va_hit, va_n, c, c2, s, s2 = flat[offset:].tolist()
-    ranks = dist.get_world_size(group) if distributed else 1
+    ranks = dist.get_world_size(local.group) if distributed else 1
     # All-reduces of the step: the forward solve's, the adjoint solve's, and the gradients' one.
     reductions = (forward_calls - calls, backward_calls - forward_calls, int(distributed))
     return dict(loss=loss_sum, train_acc=100 * tr_hit / max(tr_n, 1), val_acc=100 * va_hit / max(va_n, 1),
@@ -243,7 +247,7 @@ def train_step(local: Local, model: GRUGraphNet, method: str, T: int, K: int, gr
 
 
 def _arguments(argv):
-    p = argparse.ArgumentParser(prog="python -m rbpsolve.adapters.tasks.citation.sharded",
+    p = argparse.ArgumentParser(prog=PROG,
                                 description="Train the citation GRU graph network with its nodes split over "
                                             "torchrun's processes (one process without WORLD_SIZE).")
     p.add_argument("--dataset", default="cora", choices=("cora", "citeseer", "synthetic"))
@@ -283,7 +287,10 @@ def main(argv=None) -> list[dict]:
 def _train(args) -> list[dict]:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     say = print if rank == 0 else (lambda *a, **k: None)
-    data, ids = load(args.dataset, args.hidden, args.data, args.seed)
+    try:
+        data, ids = load(args.dataset, args.hidden, args.data, args.seed)
+    except DataFileError as error:
+        _cli.fail(PROG, _cli.data_message(error, args.data))
     model = build_model(data, args.seed, getattr(torch, args.dtype))
     local = local_problem(data, model, ids, rank, world, args.order)
     config = Config()
