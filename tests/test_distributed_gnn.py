@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from distributed_harness import run_ranks
 
@@ -34,8 +35,6 @@ def _rel(a, b):
 
 
 def _global_sum(x):
-    import torch.distributed as dist
-
     t = torch.tensor(float(x), dtype=torch.float64)
     dist.all_reduce(t)
     return float(t)
@@ -151,8 +150,6 @@ def _gnn_figures(rank, world_size, dataset, root, T, K, methods):
         through = torch.autograd.grad(new, params, z, allow_unused=True)
         flat = torch.cat([((a if a is not None else torch.zeros_like(p)) + (b if b is not None else torch.zeros_like(p)))
                           .reshape(-1) for a, b, p in zip(through, direct, params)])
-        import torch.distributed as dist
-
         dist.all_reduce(flat)
         out["hand_neumann_rel"] = _rel(flat, g_neumann)
 
@@ -167,8 +164,6 @@ def _gnn_figures(rank, world_size, dataset, root, T, K, methods):
         return _flat_grads(model)
 
     g_one = bptt(one)
-    import torch.distributed as dist
-
     g_two = bptt(two)
     dist.all_reduce(g_two)
     out["bptt_rel"] = _rel(g_two, g_one)
