@@ -55,13 +55,14 @@ def _measure(rank, world, n, steps, repeats):
     for name in METHODS:
         solver = _solver(name, steps)
         best = float("inf")
-        for _ in range(repeats):
+        for _ in range(repeats + 1):  # the first run warms up (allocator, gloo's buffers): not counted
             if shards is not None:
                 shards.reduce.reset()
                 torch.distributed.barrier()
             start = time.perf_counter()
             result = rbpsolve.solve_adjoint(J, g, solver, throw=False)
-            best = min(best, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            best = best if _ == 0 else min(best, elapsed)
         out[name] = {
             "seconds_per_step": best / result.num_steps,
             "steps": result.num_steps,
@@ -71,14 +72,38 @@ def _measure(rank, world, n, steps, repeats):
     return out
 
 
+def _latency(repeats=500):
+    """Seconds of one all-reduce of 1 and of 32 float64 values (best of 3 runs of ``repeats``)."""
+    import torch
+    import torch.distributed as dist
+
+    out = {}
+    for size in (1, 32):
+        t = torch.zeros(size, dtype=torch.float64)
+        best = float("inf")
+        for _ in range(3):
+            dist.barrier()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                dist.all_reduce(t)
+            best = min(best, (time.perf_counter() - start) / repeats)
+        out[size] = best
+    return out
+
+
 def _entry(rank, world, port, args, queue):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # One thread a process, in the 1-process run too (torchrun's default): 2 processes
+    # of several threads each on 2 cores would measure oversubscription.
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     import torch.distributed as dist
 
     if world > 1:
         dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        queue.put((rank, _measure(rank, world, *args)))
+        measured = _measure(rank, world, *args)
+        if world > 1:
+            measured["all_reduce_seconds"] = _latency()
+        queue.put((rank, measured))
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -123,10 +148,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 2 or args.ranks < 2 or any(n < args.ranks for n in args.sizes):
         parser.error("--steps >= 2, --ranks >= 2 and every size >= ranks")
-    rows = []
+    rows, latency = [], None
     for n in args.sizes:
         whole = _run(1, n, args.steps, args.repeats)
         split = _run(args.ranks, n, args.steps, args.repeats)
+        latency = split.pop("all_reduce_seconds")
         for name in METHODS:
             w, s = whole[name], split[name]
             rows.append({
@@ -138,11 +164,14 @@ def main(argv=None) -> int:
             print(f"n={n:.0e} {name:8s} {rows[-1]['all_reduces_per_step']:.2f} all-reduces/step  "
                   f"x{rows[-1]['ratio']:.2f} time", flush=True)
     table = _table(rows, args.ranks)
+    table += (f"\n\nOne all-reduce alone (gloo, localhost, {args.ranks} processes): "
+              f"{latency[1] * 1e6:.0f} us for 1 float64, {latency[32] * 1e6:.0f} us for 32.")
     print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {"command": "python " + " ".join(sys.argv), "ranks": args.ranks, "steps": args.steps,
-                "repeats": args.repeats, "cpus": os.cpu_count(), "rows": rows}
+                "repeats": args.repeats, "cpus": os.cpu_count(), "rows": rows,
+                "all_reduce_seconds": {str(k): v for k, v in latency.items()}}
         args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         args.out.with_suffix(".md").write_text(
             f"Command: `{meta['command']}` ({os.cpu_count()} CPUs, gloo on localhost; all-reduce counts include "
