@@ -14,6 +14,7 @@ from ._dottest import dottest
 from ._interop import aslinearoperator
 from ._operator import FunctionOperator, Identity, JacobianOperator, MatrixOperator, Operator
 from ._result import Result, SolveError, Status
+from ._sharding import Sharding
 from ._solve import Fallback, solve, solve_adjoint
 from ._solvers import CGNE, GMRES, LSQR, AbstractSolver, FixedPoint, Neumann, RandomizedNeumann
 
@@ -42,6 +43,7 @@ __all__ = [
     "Picard",
     "Anderson",
     "fixed_point",
+    "Sharding",
     "Result",
     "Status",
     "SolveError",

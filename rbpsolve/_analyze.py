@@ -255,7 +255,7 @@ def analyze(J: Operator, g=None, *, rtol: float = 1e-6, max_steps: int = 40, see
     rtol = check_rtol(rtol, below_one=True)
     max_steps = check_int("max_steps", max_steps, 1)
     seed = check_int("seed", seed, 0)
-    n = J.in_space.size
+    n = J.in_space.global_size
     declared = J.norm_bound
     rho = estimate_spectral_radius(J, max_steps=max_steps, rtol=1e-4, seed=seed)
     norm = sv = None
@@ -291,7 +291,9 @@ def analyze(J: Operator, g=None, *, rtol: float = 1e-6, max_steps: int = 40, see
     g_norm = None
     if g is not None:
         with np.errstate(all="ignore"):  # a non-finite g is reported, not warned about
-            g_norm = _backend.to_float(_backend.norm(_backend.namespace(g), g))
+            # A sharded g's norm is over every rank's block; any other g is read in its own library.
+            xp = J.xp if J.in_space.sharding is not None else _backend.namespace(g)
+            g_norm = _backend.to_float(_backend.norm(xp, g))
     cond_cost = (sv.num_vjp, sv.num_jvp) if sv is not None else (0, 0)
     return Report(n, norm, declared, rho, sigma_max, sigma_min, condition, verdict, advice, rtol, g_norm,
                   cond_cost, certified, contradicted, nonfinite_at)

@@ -13,6 +13,8 @@ import math
 import array_api_compat
 import numpy as np
 
+from ._sharding import Sharded
+
 __all__ = [
     "namespace",
     "device_of",
@@ -24,6 +26,8 @@ __all__ = [
     "transfer_count",
     "from_numpy",
     "describe_namespace",
+    "reductions",
+    "basis_products",
     "is_lazy",
     "persist",
 ]
@@ -52,13 +56,16 @@ def device_of(x):
 
 
 def describe_namespace(xp) -> str:
+    if type(xp) is Sharded:
+        return describe_namespace(xp.xp) + " (sharded)"
     name = getattr(xp, "__name__", repr(xp))
     return name.replace("array_api_compat.", "")
 
 
 def vdot(xp, a, b):
-    """Real inner product over every element of ``a`` and ``b`` (a 0-d array)."""
-    if type(xp) is PerSample:
+    """Real inner product over every element of ``a`` and ``b`` (a 0-d array); over all
+    ranks for a :class:`~rbpsolve._sharding.Sharded` namespace."""
+    if type(xp) is PerSample or type(xp) is Sharded:
         return xp.vdot(a, b)
     if type(a) is np.ndarray and type(b) is np.ndarray:
         # BLAS dot, without the temporary of a * b: numpy's per-call overhead
@@ -75,7 +82,7 @@ def vdot(xp, a, b):
 def norm(xp, a):
     """Euclidean norm over every element of ``a`` (a 0-d array); per sample for a
     :class:`PerSample` namespace."""
-    if type(xp) is PerSample:
+    if type(xp) is PerSample or type(xp) is Sharded:
         return xp.norm(a)
     if type(a) is np.ndarray:
         return np.sqrt(np.vdot(a, a))
@@ -420,11 +427,17 @@ class PerSample:
     def __init__(self, xp, ndim: int):
         self.xp = xp
         self._axes = tuple(range(1, ndim))
+        # A batch of sharded states: each sample's entries are split over the ranks, the
+        # batch axis is whole on every rank. Per-sample partials are reduced together.
+        self._sharded = xp if type(xp) is Sharded else None
+        self.local = PerSample(xp.xp, ndim) if self._sharded is not None else self
 
     def __getattr__(self, name):
         return getattr(self.xp, name)
 
     def vdot(self, a, b):
+        if self._sharded is not None:
+            return self._sharded.reduce(self.local.vdot(a, b), "sum")
         if not self._axes:  # a batch of scalar systems
             return a * b
         if type(a) is np.ndarray and type(b) is np.ndarray:
@@ -436,8 +449,82 @@ class PerSample:
         return self.xp.sum(a * b, axis=self._axes, keepdims=True)
 
     def norm(self, a):
+        if self._sharded is not None:
+            return self.xp.sqrt(self.vdot(a, a))
         if not self._axes:
             return self.xp.abs(a)
         if type(a) is np.ndarray:
             return np.sqrt(self.vdot(a, a))  # as the unbatched norm of a numpy array
         return self.xp.linalg.vector_norm(a, axis=self._axes, keepdims=True)
+
+
+def sharded_of(xp):
+    """The :class:`Sharded` namespace behind ``xp`` (itself, or a batch's), else None."""
+    if type(xp) is Sharded:
+        return xp
+    if type(xp) is PerSample:
+        return xp._sharded
+    return None
+
+
+def local(xp):
+    """``xp`` computing on this rank's data only (``xp`` itself when nothing is sharded)."""
+    if type(xp) is Sharded:
+        return xp.xp
+    if type(xp) is PerSample:
+        return xp.local
+    return xp
+
+
+def completed(xp, partials):
+    """Sums over a state's entries that this rank computed on its block alone (a matrix
+    product with a basis, say), completed over all ranks; unchanged when nothing is split."""
+    sharded = sharded_of(xp)
+    return partials if sharded is None else sharded.reduce(partials, "sum")
+
+
+def reductions(xp, *requests):
+    """Several independent reductions of one step, over all ranks in one all-reduce.
+
+    Each request is ``(a,)`` for ``norm(a)`` or ``(a, b)`` for ``vdot(a, b)``; the answers
+    come back in order. Without sharding each is exactly :func:`norm` or :func:`vdot` (so
+    nothing changes for one process); on a sharded state the rank's partial sums are
+    stacked and reduced together, and a norm is the root of its reduced square.
+    """
+    sharded = sharded_of(xp)
+    if sharded is None:
+        return [norm(xp, r[0]) if len(r) == 1 else vdot(xp, r[0], r[1]) for r in requests]
+    mine = local(xp)
+    partials = [vdot(mine, r[0], r[0] if len(r) == 1 else r[1]) for r in requests]
+    return _rooted(sharded.xp, requests, _reduced_together(sharded, partials))
+
+
+def basis_products(xp, basis, w, *extra):
+    """``V w`` for the rows ``V`` of ``basis`` (``(k, n)``) and a flat ``w``, with the
+    reductions ``extra`` (requests as in :func:`reductions`) of the same step: one
+    all-reduce for them all on a sharded state. Returns ``[V w, *extra values]``."""
+    # The operator @ of the array itself: array-api-compat's matmul re-checks the dtypes'
+    # promotion at every call, a cost of the order of a small product.
+    sharded = sharded_of(xp)
+    if sharded is None:
+        return [basis @ w] + reductions(xp, *extra)
+    partials = [basis @ w] + [vdot(sharded.xp, r[0], r[0] if len(r) == 1 else r[1]) for r in extra]
+    h, *values = _reduced_together(sharded, partials)
+    return [h] + _rooted(sharded.xp, extra, values)
+
+
+def _reduced_together(sharded, partials):
+    """This rank's ``partials`` (arrays of any shapes) summed over all ranks, one all-reduce."""
+    base = sharded.xp
+    flat = [base.reshape(base.asarray(p), (-1,)) for p in partials]
+    joined = sharded.reduce(base.concat(flat), "sum")
+    out, at = [], 0
+    for p, f in zip(partials, flat):
+        out.append(base.reshape(joined[at: at + f.shape[0]], tuple(p.shape)))
+        at += f.shape[0]
+    return out
+
+
+def _rooted(xp, requests, values):
+    """Reduced squares of the norm requests (one array) rooted; inner products as they are."""
+    return [xp.sqrt(v) if len(r) == 1 else v for r, v in zip(requests, values)]

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend
+from ._sharding import local_namespace  # a sharded space's arrays are of its base library
 
 __all__ = [
     "check_not_matrix",
@@ -220,7 +221,7 @@ def _mismatch(array, space) -> str | None:
     "device", or None. The order is that of the fixes: a library's arrays can only be
     compared in that library."""
     if type(array) is not space.array_type:
-        if _library_of(array) is not space.xp:
+        if _library_of(array) is not local_namespace(space.xp):
             return "library"
         space.array_type = type(array)
     if tuple(array.shape) != space.shape:

@@ -34,14 +34,12 @@ def dottest(op: Operator, *, seed: int = 0, rtol: float | None = None, raise_err
         raise ValueError("the dot test needs both products A v and A^T u; this operator lacks one")
     xp = op.xp
     rng = np.random.default_rng(seed)
-    v = op.in_space.from_numpy(rng.standard_normal(op.in_space.size))
-    u = op.out_space.from_numpy(rng.standard_normal(op.out_space.size))
+    v = op.in_space.block_of(rng.standard_normal(op.in_space.global_size))
+    u = op.out_space.block_of(rng.standard_normal(op.out_space.global_size))
     av, atu = op.mv(v), op.rmv(u)
-    lhs = _backend.to_float(_backend.vdot(xp, av, u))
-    rhs = _backend.to_float(_backend.vdot(xp, v, atu))
-    scale = _backend.to_float(_backend.norm(xp, av)) * _backend.to_float(_backend.norm(xp, u)) + _backend.to_float(
-        _backend.norm(xp, v)
-    ) * _backend.to_float(_backend.norm(xp, atu))
+    lhs, rhs, av_norm, u_norm, v_norm, atu_norm = _backend.to_host(
+        xp, *_backend.reductions(xp, (av, u), (v, atu), (av,), (u,), (v,), (atu,)))
+    scale = av_norm * u_norm + v_norm * atu_norm
     if rtol is None:
         rtol = _backend.machine_eps(xp, op.dtype) ** (2.0 / 3.0)
     error = abs(lhs - rhs) / scale if scale > 0 else abs(lhs - rhs)

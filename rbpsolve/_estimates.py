@@ -149,12 +149,6 @@ class _Basis:
         return self.rows[: self.size, :]
 
 
-def _random_unit(space, seed):
-    rng = np.random.default_rng(seed)
-    v = rng.standard_normal(space.size)
-    return space.from_numpy(v / np.linalg.norm(v))
-
-
 def _caller_errstate():
     """A context that runs a user's product under the caller's numpy error settings.
 
@@ -238,9 +232,9 @@ def _bidiagonalise(
     op = A.with_counter(counter)
     xp = op.xp
     users = _caller_errstate()
-    dimension = min(op.in_space.size, op.out_space.size)
+    dimension = min(op.in_space.global_size, op.out_space.global_size)
     steps = min(max_steps, dimension)
-    v = _random_unit(op.in_space, seed)
+    v = op.in_space.random_unit(seed)
     V, U = _Basis(xp, op.in_space, steps + 1), _Basis(xp, op.out_space, steps)
     V.append(v)
     alphas, betas = [], []
@@ -406,9 +400,9 @@ def estimate_spectral_radius(
     apply, name = (op.rmv, "vjp") if use_transpose else (op.mv, "jvp")
     xp = op.xp
     users = _caller_errstate()
-    steps = min(max_steps, op.in_space.size)
+    steps = min(max_steps, op.in_space.global_size)
     basis = _Basis(xp, op.in_space, steps + 1)
-    current = _random_unit(op.in_space, seed)
+    current = op.in_space.random_unit(seed)
     basis.append(current)
     H = np.zeros((steps + 1, steps))
     previous, converged, settled, rho, ritz = None, False, False, 0.0, np.zeros(0)

@@ -21,13 +21,13 @@ __all__ = ["DGKS", "project_out", "orthogonalise"]
 DGKS = 1.0 / math.sqrt(2.0)
 
 
-def project_out(xp, basis, w):
-    """One pass: ``(w - V^T V w, V w)`` for the rows ``V`` of ``basis`` (``(k, n)``) and a
-    flat ``w`` (``(n,)``), on the device."""
-    # The operator @ of the array itself: array-api-compat's matmul re-checks the dtypes'
-    # promotion at every call, a cost of the order of a small product.
-    h = basis @ w
-    return w - h @ basis, h
+def project_out(xp, basis, w, *extra):
+    """One pass: ``(w - V^T V w, V w, *extra)`` for the rows ``V`` of ``basis`` (``(k, n)``)
+    and a flat ``w`` (``(n,)``), on the device; ``extra`` are inner products of the same
+    step (pairs, as in :func:`rbpsolve._backend.reductions`), reduced with ``V w`` in one
+    all-reduce when the state is split over processes."""
+    h, *values = _backend.basis_products(xp, basis, w, *extra)
+    return (w - h @ basis, h, *values)
 
 
 def orthogonalise(xp, basis, w, *, twice: bool = False):
@@ -41,8 +41,7 @@ def orthogonalise(xp, basis, w, *, twice: bool = False):
     second pass is taken and the norm recomputed). Non-finite values are returned as they
     are, for the caller to report.
     """
-    w_sq = _backend.vdot(xp, w, w)
-    w, h = project_out(xp, basis, w)
+    w, h, w_sq = project_out(xp, basis, w, (w, w))
     if _backend.is_lazy(xp):
         # dask: w computed with the values read, so that the next Krylov vector (built
         # from this one) does not replay every earlier step's graph.
@@ -53,6 +52,6 @@ def orthogonalise(xp, basis, w, *, twice: bool = False):
     norm = math.sqrt(max(before_sq - float(coefficients @ coefficients), 0.0))
     if twice or not norm >= DGKS * before:
         w, h = project_out(xp, basis, w)
-        again = _backend.to_host(xp, h, _backend.norm(xp, w))
+        again = _backend.to_host(xp, h, _backend.norm(xp, w))  # the norm after the pass: a second reduction
         coefficients, norm = coefficients + np.asarray(again[:-1]), again[-1]
     return w, coefficients, norm, before

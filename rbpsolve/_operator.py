@@ -18,6 +18,7 @@ import numpy as np
 from . import _backend
 from ._checks import check_product, check_same_space
 from ._space import ProductCounter, _Space, check_norm_bound
+from ._sharding import Sharding
 
 __all__ = [
     "Operator",
@@ -123,6 +124,7 @@ class Operator:
 
         For a non-numpy backend each product copies its vector to and from the host.
         """
+        _refuse_sharded(self, "to_scipy")
         from ._interop import to_scipy  # _interop builds on this module: imported on use
 
         return to_scipy(self)
@@ -133,6 +135,7 @@ class Operator:
         Costs one product per column (or per row, through ``rmv``, if there is no ``mv``).
         Meant for tests and small diagnostics.
         """
+        _refuse_sharded(self, "to_dense")
         n_in, n_out = self.in_space.size, self.out_space.size
         if self.has_mv:
             cols = []
@@ -169,12 +172,16 @@ class FunctionOperator(Operator):
         The same for ``A x``; defaults to ``like_in`` (a square operator).
     norm_bound : float, optional
         A known upper bound on the 2-norm of ``A`` (used for error bounds).
+    sharding : Sharding, optional
+        ``like_in`` (and ``like_out``) are this process's blocks of arrays split over
+        processes; the callbacks map blocks to blocks. See :class:`~rbpsolve.Sharding`.
     """
 
     _forward_name = "matvec"
     _transpose_name = "rmatvec"
 
-    def __init__(self, matvec, rmatvec=None, *, like_in, like_out=None, norm_bound=None, _counter=None):
+    def __init__(self, matvec, rmatvec=None, *, like_in, like_out=None, norm_bound=None, sharding=None,
+                 _counter=None):
         if matvec is not None and not callable(matvec):
             raise TypeError(f"{self._forward_name} must be callable; got {type(matvec).__name__}")
         if rmatvec is not None and not callable(rmatvec):
@@ -184,11 +191,11 @@ class FunctionOperator(Operator):
         norm_bound = check_norm_bound(norm_bound)
         self._matvec = matvec
         self._rmatvec = rmatvec
-        self.in_space = like_in if isinstance(like_in, _Space) else _Space.like(like_in, "like_in")
+        self.in_space = like_in if isinstance(like_in, _Space) else _Space.like(like_in, "like_in", sharding)
         if like_out is None:
             self.out_space = self.in_space
         else:
-            self.out_space = like_out if isinstance(like_out, _Space) else _Space.like(like_out, "like_out")
+            self.out_space = like_out if isinstance(like_out, _Space) else _Space.like(like_out, "like_out", sharding)
         self._norm_bound = norm_bound
         self._counter = _counter
 
@@ -254,6 +261,13 @@ class JacobianOperator(FunctionOperator):
         A known upper bound ``q`` on ``||J||_2`` (for example a Lipschitz constant of F
         in h). With ``q < 1``, results carry rigorous error bounds (Proposition 2 of
         Liao et al. 2018).
+    sharding : Sharding, optional
+        ``like`` is this process's block of a state split over processes (a graph's
+        nodes partitioned over ranks, say): ``vjp`` and ``jvp`` map blocks to blocks,
+        exchanging what they need with the other ranks themselves, and the solvers'
+        inner products and norms are completed by the sharding's all-reduce, so that
+        every rank gets its block of the single-process answer and stops at the same
+        step. Solve on every rank together. See :class:`~rbpsolve.Sharding`.
 
     Examples
     --------
@@ -268,10 +282,10 @@ class JacobianOperator(FunctionOperator):
     _forward_name = "jvp"
     _transpose_name = "vjp"
 
-    def __init__(self, vjp, jvp=None, *, like, norm_bound=None):
+    def __init__(self, vjp, jvp=None, *, like, norm_bound=None, sharding: Sharding | None = None):
         if vjp is None:
             raise ValueError("vjp is required: rbpsolve solves (I - J^T) z = g with products J^T u")
-        space = like if isinstance(like, _Space) else _Space.like(like, "like")
+        space = like if isinstance(like, _Space) else _Space.like(like, "like", sharding)
         super().__init__(jvp, vjp, like_in=space, like_out=None, norm_bound=norm_bound)
 
 
@@ -330,6 +344,14 @@ class Identity(Operator):
             check_same_space(self.out_space, other.out_space, "I", "the operator")
             return IdentityMinus(other)
         return NotImplemented
+
+
+def _refuse_sharded(op: "Operator", what: str) -> None:
+    if op.in_space.sharding is not None or op.out_space.sharding is not None:
+        raise ValueError(
+            f"{what} needs the whole operator in one process, but this one acts on a state split over "
+            f"processes (sharding=); build the operator from the whole state to inspect it"
+        )
 
 
 # The algebra's classes subclass Operator, whose methods build them: imported last.

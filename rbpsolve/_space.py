@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _backend
 from ._checks import check_like
+from ._sharding import Sharded, Sharding
 
 __all__ = ["ProductCounter", "check_norm_bound"]
 
@@ -59,14 +60,51 @@ class _Space:
         self.array_type = None
 
     @classmethod
-    def like(cls, array, name: str) -> "_Space":
-        """The space of ``array`` (checked by :func:`~rbpsolve._checks.check_like`, as ``name``)."""
+    def like(cls, array, name: str, sharding: Sharding | None = None) -> "_Space":
+        """The space of ``array`` (checked by :func:`~rbpsolve._checks.check_like`, as ``name``);
+        with ``sharding``, ``array`` is this rank's block of a state split over processes."""
         xp = check_like(array, name)
+        if sharding is not None:
+            if not isinstance(sharding, Sharding):
+                raise TypeError(
+                    f"sharding must be an rbpsolve.Sharding (e.g. from "
+                    f"rbpsolve.adapters.torch.distributed.sharding); got {type(sharding).__name__}"
+                )
+            sharding.check_local(math.prod(array.shape))
+            xp = Sharded(xp, sharding)
         return cls(array.shape, array.dtype, _backend.device_of(array), xp)
 
     @property
+    def sharding(self) -> Sharding | None:
+        """How the arrays of this space are split over processes (None: not split)."""
+        sharded = _backend.sharded_of(self.xp)  # a batch's per-sample namespace, too
+        return None if sharded is None else sharded.sharding
+
+    @property
     def size(self) -> int:
+        """The number of elements this process holds (the whole state unless sharded)."""
         return math.prod(self.shape)
+
+    @property
+    def global_size(self) -> int:
+        """The number of elements of the whole state, over all ranks when sharded: the
+        dimension of the vector space (what caps a Krylov space)."""
+        sharding = self.sharding
+        return math.prod(self.shape) if sharding is None else sharding.global_size
+
+    def block_of(self, whole: np.ndarray):
+        """This process's block of ``whole``, a flat numpy vector of the whole state, as an
+        array of this space. Random vectors are drawn whole in every process and cut here,
+        so that a sharded estimate or dot test is the one-process one."""
+        sharding = self.sharding
+        if sharding is not None:
+            whole = whole[sharding.offset: sharding.offset + self.size]
+        return self.from_numpy(whole)
+
+    def random_unit(self, seed: int):
+        """A unit vector of this space drawn from ``seed`` (see :meth:`block_of`)."""
+        v = np.random.default_rng(seed).standard_normal(self.global_size)
+        return self.block_of(v / np.linalg.norm(v))
 
     def zeros(self):
         return self.xp.zeros(self.shape, dtype=self.dtype, device=self.device)

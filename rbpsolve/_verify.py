@@ -37,9 +37,8 @@ def residual_norms(a, b, x):
     xp = a.xp
     ax = a.mv(x)
     r = b - ax
-    scalars = [_backend.norm(xp, r), _backend.norm(xp, b), _backend.norm(xp, ax)]
-    if isinstance(a, IdentityMinus):
-        scalars.append(_backend.norm(xp, x))
+    requests = [(r,), (b,), (ax,)] + ([(x,)] if isinstance(a, IdentityMinus) else [])
+    scalars = _backend.reductions(xp, *requests)  # one all-reduce on a split state
     # The products' precision, which is coarser than b's where they run in float16/bfloat16.
     eps = max(float(xp.finfo(b.dtype).eps), product_eps(a))
     return r, _backend.to_host(xp, *scalars), eps

@@ -90,8 +90,11 @@ def run_ranks(target, *args, world_size: int = 2, timeout: float = 180.0) -> lis
                 raise RankFailure(f"rank {rank} of {target.__name__} raised:\n{value}")
             answers[rank] = value
     finally:
+        # Finished ranks exit at once; after a failure the others may be waiting in a
+        # collective for a peer that is gone: they are killed without waiting.
+        failed = len(answers) < world_size
         for p in processes:
-            p.join(timeout=5)
+            p.join(timeout=0.5 if failed else 10)
             if p.is_alive():
                 p.kill()
                 p.join()

@@ -11,12 +11,15 @@ The only module of rbpsolve that imports torch.
 - Jacobian regularisers (:func:`jacobian_frobenius`, :func:`column_penalty`,
   :func:`gershgorin_penalty`, :func:`smallest_eigenvalue_penalty`) that keep condition II
   during training, and :class:`TrainingMonitor`, which warns before the backward fails.
+- :func:`halo_exchange` / :class:`Partition` -- a node-partitioned graph state's halo
+  exchange over ``torch.distributed``, differentiable (its backward is the transpose).
 - :func:`unroll` -- the baselines: BPTT, K-step TBPTT and the unbiased randomised
   truncation of Tallec & Ollivier.
 """
 
 from ._diagnostics import Diagnostics, SampleRecords
 from ._implicit import fixed_point
+from ._halo import HaloPlan, Partition, halo_exchange, halo_transpose, node_order
 from ._layer import FixedPointLayer
 from ._policy import ConvergenceWarning
 from ._jacobian import jacobian_operator
@@ -43,4 +46,9 @@ __all__ = [
     "MonitorRecord",
     "AdjointRiskWarning",
     "forward_rate",
+    "Partition",
+    "HaloPlan",
+    "halo_exchange",
+    "halo_transpose",
+    "node_order",
 ]

@@ -27,6 +27,7 @@ def fixed_point(
     jvp: str = "double_backward",
     backward_x0=None,
     batch_axis: int | None = None,
+    sharding: rbpsolve.Sharding | None = None,
 ):
     r"""The fixed point ``h* = f(h*)`` as a differentiable function of everything ``f`` uses.
 
@@ -99,6 +100,16 @@ def fixed_point(
         one norm. Supported by the solvers the core runs per sample (Picard and Anderson
         forward; FixedPoint, Neumann, RandomizedNeumann, CGNE, LSQR and GMRES backward); others raise
         ``NotImplementedError`` at the call.
+    sharding : rbpsolve.Sharding, optional
+        ``h0`` is this process's block of a state split over processes (from
+        :func:`rbpsolve.adapters.torch.distributed.sharding`), and ``f`` maps this rank's
+        block to its block, exchanging neighbours' values with the other ranks itself
+        (through autograd-aware communication, so that its VJPs exchange the transposed
+        values). Both solves then complete their inner products and norms over all
+        ranks: every rank gets its block of the one-process answer and stops at the same
+        step. Call on every rank together. The gradient that reaches a parameter on a
+        rank is that rank's term ``z_r^T df_r/dw``: sum it over ranks (an all-reduce of
+        the gradients, as data parallelism does) for the whole ``z^T df/dw``.
 
     Returns
     -------
@@ -175,7 +186,8 @@ def fixed_point(
     batch = {} if axis is None else {"batch_axis": axis}
     with torch.no_grad():
         result = batched_call(
-            lambda: rbpsolve.fixed_point(f, h0.detach(), forward_chain, throw=False, **batch), axis, "forward"
+            lambda: rbpsolve.fixed_point(f, h0.detach(), forward_chain, throw=False, sharding=sharding, **batch),
+            axis, "forward"
         )
     masked = apply(rule, result, "forward", stacklevel=3, axis=axis)
     diagnostics = Diagnostics(forward=result, batch_axis=axis,
@@ -189,7 +201,7 @@ def fixed_point(
     check_output(out, space, "h0")
     if not out.requires_grad:
         return out, diagnostics
-    spec = _Spec(f, backward_chain, rule, jvp, diagnostics, backward_x0, axis, masked)
+    spec = _Spec(f, backward_chain, rule, jvp, diagnostics, backward_x0, axis, masked, sharding)
     return _Implicit.apply(out, leaf, spec), diagnostics
 
 
@@ -203,6 +215,7 @@ class _Spec:
     x0: object = None
     axis: int | None = None
     forward_masked: tuple = ()  # samples the "mask" policy dropped in the forward
+    sharding: object = None  # rbpsolve.Sharding of a state split over processes
 
 
 class _Implicit(torch.autograd.Function):
@@ -224,7 +237,7 @@ class _Implicit(torch.autograd.Function):
         out, leaf = ctx.saved_tensors
         spec = ctx.spec
         graph = GraphJacobian(out, leaf, spec.f, spec.jvp)
-        J = graph.operator()
+        J = graph.operator(sharding=spec.sharding)
         axis = spec.axis
         batch = {} if axis is None else {"batch_axis": axis}
         with torch.no_grad():

@@ -15,7 +15,8 @@ __all__ = ["jacobian_operator", "JVP_MODES"]
 JVP_MODES = ("double_backward", "forward")
 
 
-def jacobian_operator(f, h, *, jvp: str = "double_backward", norm_bound: float | None = None):
+def jacobian_operator(f, h, *, jvp: str = "double_backward", norm_bound: float | None = None,
+                      sharding: rbpsolve.Sharding | None = None):
     r"""The Jacobian ``J = df/dh`` at ``h`` as an :class:`rbpsolve.JacobianOperator`.
 
     ``f(h)`` is evaluated once, with gradients enabled, and its graph is kept: every
@@ -48,6 +49,10 @@ def jacobian_operator(f, h, *, jvp: str = "double_backward", norm_bound: float |
         (about the memory of one more graph of ``f``).
     norm_bound : float, optional
         A known bound ``q >= ||J||_2`` (see :class:`rbpsolve.JacobianOperator`).
+    sharding : rbpsolve.Sharding, optional
+        ``h`` is this process's block of a state split over processes
+        (:func:`rbpsolve.adapters.torch.distributed.sharding`); see
+        :class:`rbpsolve.JacobianOperator`.
 
     Returns
     -------
@@ -70,7 +75,7 @@ def jacobian_operator(f, h, *, jvp: str = "double_backward", norm_bound: float |
     with torch.enable_grad():
         out = f(leaf)
     check_output(out, space, "h")
-    return GraphJacobian(out, leaf, f, jvp).operator(norm_bound=norm_bound)
+    return GraphJacobian(out, leaf, f, jvp).operator(norm_bound=norm_bound, sharding=sharding)
 
 
 def _check_state(h, name):
@@ -96,8 +101,9 @@ class GraphJacobian:
         self.fell_back = False
         self._dual = None  # (u0, J^T u0 with its graph) for double backward
 
-    def operator(self, norm_bound=None):
-        return rbpsolve.JacobianOperator(self.vjp, self.jvp, like=self.h.detach(), norm_bound=norm_bound)
+    def operator(self, norm_bound=None, sharding=None):
+        return rbpsolve.JacobianOperator(self.vjp, self.jvp, like=self.h.detach(), norm_bound=norm_bound,
+                                         sharding=sharding)
 
     def vjp(self, u):
         if not self.out.requires_grad:  # f does not depend on h

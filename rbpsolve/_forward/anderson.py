@@ -131,10 +131,9 @@ class Anderson(AbstractForwardSolver):
         m = len(dG)
         if state.deferred:
             return self._device_step(xp, x, f, g, dX, dG, gram, m)
-        scalars = [_backend.norm(xp, g), _backend.norm(xp, f)]
-        if m:
-            scalars += [_backend.vdot(xp, dG[-1], c) for c in dG] + [_backend.vdot(xp, g, c) for c in dG]
-        values = _backend.to_host(xp, *scalars)  # the step's one host transfer
+        requests = [(g,), (f,)] + [(dG[-1], c) for c in dG] + [(g, c) for c in dG]
+        # The step's one host transfer, of reductions made in one all-reduce on a split state.
+        values = _backend.to_host(xp, *_backend.reductions(xp, *requests))
         residual, scale = values[0], values[1]
         beta = float(self.mixing)
         x_new = x + beta * g
@@ -164,6 +163,9 @@ class Anderson(AbstractForwardSolver):
         own, so that one sample's bad system changes no other's step."""
         beta = float(self.mixing)
         x_new = x + beta * g
+        # Every inner product of the step in one all-reduce on a split state.
+        residual, scale, *products = _backend.reductions(xp, (g,), (f,), *[(dG[-1], c) for c in dG],
+                                                         *[(g, c) for c in dG])
         if m:
             # Each inner product as one value a sample: shape (B,) in a batch, () alone.
             batch = x.shape[:1] if _backend.is_per_sample(xp) else ()
@@ -171,9 +173,11 @@ class Anderson(AbstractForwardSolver):
             def scalars(v):
                 return xp.reshape(v, batch)
 
-            row = xp.stack([scalars(_backend.vdot(xp, dG[-1], c)) for c in dG], axis=-1)
+            # The small systems are whole on every rank of a split state: local arithmetic.
+            xp = _backend.local(xp)
+            row = xp.stack([scalars(v) for v in products[:m]], axis=-1)
             grown = xp.concat([xp.concat([gram, row[..., : m - 1, None]], axis=-1), row[..., None, :]], axis=-2)
-            rhs = xp.stack([scalars(_backend.vdot(xp, g, c)) for c in dG], axis=-1)
+            rhs = xp.stack([scalars(v) for v in products[m:]], axis=-1)
             lam = self.regularization
             if lam is None:
                 lam = math.sqrt(_backend.machine_eps(xp, x.dtype))
@@ -189,7 +193,7 @@ class Anderson(AbstractForwardSolver):
                 x_new = x_new - xp.reshape(gamma[..., i], spread) * (dx + beta * dg)
             gram = grown
         state = _State(x_new, x, g, dX, dG, gram, True)
-        return state, StepReport(_backend.norm(xp, g), scale=_backend.norm(xp, f))
+        return state, StepReport(residual, scale=scale)
 
     def _coefficients(self, gram, rhs, dtype, xp):
         lam = self.regularization

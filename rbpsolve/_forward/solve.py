@@ -8,6 +8,7 @@ from .._batched_checks import check_batch, run_batched
 from .._checks import check_solver_kind
 from .._fallback import Fallback, run
 from .._space import _Space
+from .._sharding import Sharding
 from .._result import Result
 from ._base import Map
 
@@ -15,7 +16,7 @@ __all__ = ["fixed_point"]
 
 
 def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool = True,
-                batch_axis: int | None = None) -> Result:
+                batch_axis: int | None = None, sharding: Sharding | None = None) -> Result:
     r"""Find a fixed point ``h* = F(h*)`` by iterating from ``h0``.
 
     Parameters
@@ -46,6 +47,11 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
         (``sample_status``, ``sample_num_steps``, ``sample_residual_norm``,
         ``sample_error_estimate``): see :class:`~rbpsolve.Result`. Supported by Picard
         and Anderson (not by a Fallback chain); float32 or float64 states.
+    sharding : Sharding, optional
+        ``h0`` is this process's block of a state split over processes, and ``F`` maps
+        blocks to blocks (exchanging what it needs with the other ranks itself). Every
+        norm is then over the whole state and every rank stops at the same step: call
+        ``fixed_point`` on every rank together. See :class:`~rbpsolve.Sharding`.
 
     Returns
     -------
@@ -74,7 +80,7 @@ def fixed_point(F, h0, solver, *, callback: Callable | None = None, throw: bool 
     """
     if not callable(F):
         raise TypeError(f"F must be callable, a map h -> F(h); got {type(F).__name__}")
-    space = _Space.like(h0, "h0")
+    space = _Space.like(h0, "h0", sharding)
     if not bool(space.xp.all(space.xp.isfinite(h0))):
         raise ValueError("h0 contains NaN or inf; start the iteration from a finite state (zeros, say)")
     check_solver_kind(solver, "forward")

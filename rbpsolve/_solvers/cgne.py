@@ -63,7 +63,7 @@ class CGNE(NormalEquationsSolver):
     def _begin(self, a, x, r, lsq):
         xp = a.xp
         s = a.rmv(r)
-        return _State(x, r, s, s, _backend.vdot(xp, s, s), _backend.norm(xp, r), lsq)
+        return _State(x, r, s, s, *_backend.reductions(xp, (s, s), (r,)), lsq)
 
     def step(self, a, b, state):
         # The vectors and the raw inner products, on the device; the scalar logic is in
@@ -77,12 +77,12 @@ class CGNE(NormalEquationsSolver):
         x = state.x + alpha * state.p
         r = state.r - alpha * q
         s = a.rmv(r)
-        gamma = _backend.vdot(xp, s, s)
-        r_norm = _backend.norm(xp, r)
+        # Three independent reductions, one all-reduce on a split state (delta's, above,
+        # is the step's other: alpha needs it before r and s exist).
+        gamma, r_norm, p_norm2 = _backend.reductions(xp, (s, s), (r,), (state.p, state.p))
         beta = gamma / nonzero(xp, state.gamma)
         p = s + beta * state.p
-        records = (state.gamma, state.r_norm, delta, gamma, _backend.vdot(xp, state.p, state.p), alpha, beta,
-                   state.lsq_rtol)
+        records = (state.gamma, state.r_norm, delta, gamma, p_norm2, alpha, beta, state.lsq_rtol)
         return _State(x, r, s, p, gamma, r_norm, state.lsq_rtol), StepReport(r_norm, records=records)
 
     def judge(self, report, anorm):

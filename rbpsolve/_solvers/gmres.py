@@ -103,8 +103,9 @@ class GMRES(AbstractSolver):
             raise ValueError(f"restart must be an int >= 1; got {self.restart!r}")
 
     def _cycle(self, a) -> int:
-        """The restart length used: ``restart``, capped at the problem size."""
-        return max(1, min(self.restart, a.in_space.size))
+        """The restart length used: ``restart``, capped at the problem size (the whole
+        state's, when it is split over processes)."""
+        return max(1, min(self.restart, a.in_space.global_size))
 
     def init(self, a, b, x0, tol, *, deferred=False):
         xp = a.xp
@@ -165,10 +166,10 @@ class GMRES(AbstractSolver):
         """A step of a fixed budget: nothing leaves the device until the cycle ends."""
         xp = a.xp
         k = state.size - 1
-        w_sq = _backend.vdot(xp, w, w)
-        w, h = project_out(xp, filled, w)
-        # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras; V orthonormal): no second reduction.
-        w_norm_sq = w_sq - _backend.vdot(xp, h, h)
+        w, h, w_sq = project_out(xp, filled, w, (w, w))
+        # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras; V orthonormal): no second reduction
+        # (h is whole on every rank of a split state: its norm is this rank's own).
+        w_norm_sq = w_sq - _backend.vdot(_backend.local(xp), h, h)
         w_norm = _backend.sqrt_nonnegative(xp, w_norm_sq)
         cancelled = w_norm_sq < _SKEWED**2 * w_sq  # ||w|| < _SKEWED ||w_before||, without two roots
         cycle = self._cycle(a)

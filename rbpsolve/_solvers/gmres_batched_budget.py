@@ -58,7 +58,7 @@ class BudgetGMRES(BatchedGMRES):
         w_sq = xp.sum(w * w, axis=1)
         w, h = _project(xp, filled, w, None)  # every sample at the same place in its cycle
         # ||w - V h||^2 = ||w||^2 - ||h||^2 (Pythagoras): no second reduction.
-        w_norm_sq = w_sq - xp.sum(h * h, axis=1)
+        w_norm_sq = w_sq - _backend.local(xp).sum(h * h, axis=1)  # h is whole on every rank
         w_norm = xp.sqrt(xp.maximum(w_norm_sq, 0.0))
         if size + 1 < cycle:
             scaled = w * xp.reshape(quotient(xp, 1.0, w_norm), (batch, 1))  # v_{k+1} = w / ||w||

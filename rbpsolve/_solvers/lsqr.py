@@ -78,8 +78,9 @@ class LSQR(NormalEquationsSolver):
         # as c = 0, s = 1, which changes neither x nor phibar.
         xp = a.xp
         u = a.mv(state.v) - state.alpha * state.u
-        beta = _backend.norm(xp, u)
-        w_norm = _backend.norm(xp, state.w)
+        # ||w|| rides with beta's reduction (one all-reduce on a split state); alpha's,
+        # below, depends on beta and is the step's other.
+        beta, w_norm = _backend.reductions(xp, (u,), (state.w,))
         u = u / nonzero(xp, beta)
         v = a.rmv(u) - beta * state.v
         alpha = _backend.norm(xp, v)
