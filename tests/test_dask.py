@@ -75,6 +75,8 @@ SOLVERS = {
     "GMRES": lambda: rbpsolve.GMRES(rtol=RTOL),
     "GMRES(3)": lambda: rbpsolve.GMRES(rtol=RTOL, restart=3, max_steps=300),
     "GMRES-budget": lambda: rbpsolve.GMRES(rtol=0, max_steps=6),
+    # Neumann runs out of steps, GMRES finishes from its iterate.
+    "Fallback": lambda: rbpsolve.Fallback(rbpsolve.Neumann(rtol=RTOL, max_steps=3), rbpsolve.GMRES(rtol=RTOL)),
 }
 
 
