@@ -26,7 +26,7 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (pip instal
 
 SEEDS = (0, 1, 2)
 N = 12
-CHUNKS = 5  # uneven (5, 5, 2): the chunk boundaries fall inside the reductions
+CHUNKS = 8  # uneven (8, 4): a chunk boundary falls inside every reduction
 RTOL = 1e-10
 
 
