@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue as queue_module
 import socket
 import time
@@ -45,7 +46,9 @@ def _entry(target, rank, world_size, port, args, results):
             value = target(rank, world_size, *args)
         finally:
             dist.destroy_process_group()
-        results.put((rank, True, value))
+        # Plain pickle bytes: a tensor put on the queue as itself would travel as a shared-memory
+        # handle that dies with this process (torch's multiprocessing reductions).
+        results.put((rank, True, pickle.dumps(value)))
     except BaseException:  # noqa: BLE001 -- every failure goes back to the parent, with its traceback
         results.put((rank, False, traceback.format_exc()))
 
@@ -88,7 +91,7 @@ def run_ranks(target, *args, world_size: int = 2, timeout: float = 180.0) -> lis
                 continue
             if not ok:
                 raise RankFailure(f"rank {rank} of {target.__name__} raised:\n{value}")
-            answers[rank] = value
+            answers[rank] = pickle.loads(value)
     finally:
         # Finished ranks exit at once; after a failure the others may be waiting in a
         # collective for a peer that is gone: they are killed without waiting.
