@@ -116,7 +116,12 @@ class Sharded:
         shape = tuple(values.shape)
         flat = xp.reshape(xp.asarray(values), (-1,))
         out = self.sharding.reduce(flat, op)
-        if not hasattr(out, "shape") or tuple(out.shape) != tuple(flat.shape):
+        if type(out) is not type(flat):
+            raise TypeError(
+                f"the sharding's reduce returned a {type(out).__module__}.{type(out).__name__} for values of type "
+                f"{type(flat).__module__}.{type(flat).__name__}; it must return an array of the type it was given"
+            )
+        if tuple(out.shape) != tuple(flat.shape):
             raise ValueError(
                 f"the sharding's reduce returned {getattr(out, 'shape', type(out).__name__)} for values of "
                 f"shape {tuple(flat.shape)}; it must return an array of the shape it was given"
