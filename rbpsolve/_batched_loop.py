@@ -30,7 +30,7 @@ from ._protocol import SampleValues
 from ._result import Result, Status
 from ._scaling import sample_scales, scale_samples, unscale_result
 from ._space import ProductCounter
-from ._steps import FIRST_CHECKPOINT, Run, _call, _decide, _replay, record, settings
+from ._steps import FIRST_CHECKPOINT, Run, _call, _decide, _replay, any_rank, record, settings
 from ._verify import LIMIT_FACTOR
 from ._batched_conclude import batched_true_residual, conclude_samples
 from ._batched_result import combine
@@ -214,8 +214,8 @@ def _after_step(run: _Batch, claims, step: int, callback, solution) -> bool:
     stop = False
     if callback is not None:
         norms = [r.history[-1] if r.history else 0.0 for r in run.runs]
-        stop = _call(callback, step, math.sqrt(math.fsum(v * v for v in norms)),
-                     lambda: _user_layout(run, solution()))
+        stop = any_rank(run.a, _call(callback, step, math.sqrt(math.fsum(v * v for v in norms)),
+                                        lambda: _user_layout(run, solution())))
     _retire(run)
     if stop:
         for i in _indices(run.active):

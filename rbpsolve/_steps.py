@@ -178,7 +178,7 @@ def run_eager(solver, a, b, state, s: _Settings, callback) -> Run:
         record(run, report)
         stop = False
         if callback is not None:
-            stop = _call(callback, k, report.residual, _solution_of(solver, a, b, run.state))
+            stop = any_rank(a, _call(callback, k, report.residual, _solution_of(solver, a, b, run.state)))
         verdict = _decide(solver, report, run, k, previous, s)
         if verdict == "tolerance":
             verdict = _at_tolerance(solver, a, b, run, report, s)
@@ -314,6 +314,17 @@ def _replay(solver, run: Run, reports: list, offset: int, s: _Settings) -> None:
             verdict = Status.CONVERGED if (not s.linear or s.verify is False or report.verified) else (
                 Status.BUDGET_SPENT)
         run.status = verdict
+
+
+def any_rank(a, stop: bool) -> bool:
+    """Whether a callback asked to stop on any rank of a state split over processes (one
+    all-reduce a step, only with a callback): a callback that looks at its rank's block
+    alone must not stop one rank while the others wait for it in the next reduction."""
+    sharded = _backend.sharded_of(a.xp)
+    if sharded is None:
+        return stop
+    flag = sharded.xp.asarray([1.0 if stop else 0.0], device=a.device)  # NCCL reduces device arrays only
+    return bool(_backend.to_float(sharded.reduce(flag, "max")[0]) > 0.5)
 
 
 def _call(callback, step, residual, solution):

@@ -144,10 +144,41 @@ def solver_records(rank, world):
         rbpsolve.solve_adjoint(split_J, g[lo:hi], rbpsolve.Neumann(max_steps=10), throw=False,
                                callback=lambda info: steps.append(info.step))
         records.append({"name": f"{op_name}/callback", "callback_steps": steps})
+    records += one_rank_events(rank, lo, hi, sharding)
     records += batched_records(rank, world, sharding)
     records += forward_records(lo, hi, sharding)
     records += estimate_records(lo, hi, sharding)
     return records
+
+
+def one_rank_events(rank, lo, hi, sharding):
+    """What happens on one rank only is every rank's status: a NaN in rank 1's block of a
+    product from the 6th on, and a callback that asks rank 0 alone to stop at step 4."""
+    W = operators(11)[0][1]
+    _, split = whole_and_split(W, lo, hi, sharding)
+    Wt = torch.tensor(W)
+    g = torch.tensor(np.random.default_rng(7).standard_normal(N))[lo:hi]
+    calls = []
+
+    def poisoned(u):
+        calls.append(1)
+        out = (Wt.T @ gather(u, lo, hi, N))[lo:hi]
+        if rank == 1 and len(calls) >= 6:
+            out = out.clone()
+            out[0] = float("nan")
+        return out
+
+    bad = rbpsolve.JacobianOperator(poisoned, like=torch.zeros(hi - lo, dtype=torch.float64), sharding=sharding)
+    out = []
+    for name, solver in (("Neumann", rbpsolve.Neumann(rtol=1e-12, max_steps=50)),
+                         ("GMRES", rbpsolve.GMRES(rtol=1e-12, max_steps=50))):
+        calls.clear()
+        r = rbpsolve.solve_adjoint(bad, g, solver, throw=False)
+        out.append({"name": f"nan_on_rank_1/{name}", "status": r.status.name, "steps": r.num_steps})
+        r = rbpsolve.solve_adjoint(split, g, solver, throw=False,
+                                   callback=lambda info: rank == 0 and info.step == 4)
+        out.append({"name": f"stop_on_rank_0/{name}", "status": r.status.name, "steps": r.num_steps})
+    return out
 
 
 def batched_records(rank, world, sharding_unused):

@@ -13,7 +13,9 @@ same seeded systems whole (the reference, in its own process) and split. Float64
   (their residual recurrences amplify rounding; the reversed one-process solve does too).
 - The two ranks agree exactly: status, steps, callbacks, all-reduce counts, estimates.
 - All-reduces a step: 1 for FixedPoint, Neumann, Picard, Anderson and GMRES (3 on a step
-  that reorthogonalises), 2 for CGNE and LSQR.
+  that reorthogonalises), 2 for CGNE and LSQR; a callback adds one (its stop flag, so that a
+  callback that asks one rank to stop stops them all).
+- A NaN in one rank's block, or a callback that asks one rank to stop, is every rank's status.
 """
 
 import numpy as np
@@ -95,6 +97,15 @@ def test_batched_samples_match_their_one_process_solves(ranks):
     assert {"CONVERGED", "DIVERGED"} <= statuses
 
 
+def test_one_rank_s_nan_or_stop_is_every_rank_s_status(ranks):
+    for rank in ranks:
+        found = _by_name(rank)
+        for name in ("Neumann", "GMRES"):
+            assert found[f"nan_on_rank_1/{name}"]["status"] == "NONFINITE", name
+            stopped = found[f"stop_on_rank_0/{name}"]
+            assert (stopped["status"], stopped["steps"]) == ("STOPPED", 4), (name, stopped)
+
+
 def test_callbacks_see_the_same_steps(ranks):
     for rank in ranks:
         for r in rank:
@@ -117,11 +128,13 @@ def test_all_reduces_a_step(per_step):
     first, second = per_step
     assert first == second
     expected = {"FixedPoint": 1, "Neumann": 1, "Picard": 1, "Anderson": 1, "CGNE": 2, "LSQR": 2}
-    for name, (counts, total, steps, status) in first.items():
+    for name, (marks, total, steps, status) in first.items():
         assert steps == 20 and status == "MAX_STEPS", name
+        # The counting callback's own answer is reduced too (any rank may ask to stop): one more a step.
+        counts = [c - 1 for c in marks]
         if name == "GMRES":
             # One (the first Gram-Schmidt pass, with ||w||^2), three where DGKS reorthogonalises.
             assert set(counts) <= {1, 3} and counts.count(1) >= len(counts) // 2, counts
         else:
             assert counts == [expected[name]] * (steps - 1), (name, counts)
-        assert total <= sum(counts) + 12, (name, total)  # the solve's fixed cost: checks, b's norm, verification
+        assert total <= sum(marks) + 12, (name, total)  # the solve's fixed cost: checks, b's norm, verification
