@@ -8,7 +8,8 @@ Before the docstrings are parsed, this extension rewrites
 - a role into a link to the object's API entry where it has one, plain code otherwise
   (an optional autorefs reference: ``~`` shows the last name only, a leading ``.`` is relative
   to the current package, names are resolved in the docstring's scope as Python would);
-- a ``.. math::`` block into a ``$$ ... $$`` block for pymdownx.arithmatex.
+- a ``.. math::`` block into a ``$$ ... $$`` block for pymdownx.arithmatex;
+- the ``::`` that ends a paragraph before a literal block into ``:``.
 
 The source keeps its numpydoc form, so ``help()`` and IDEs read it as before.
 """
@@ -75,6 +76,8 @@ def _math(match: re.Match) -> str:
 
 def rewrite(obj: griffe.Object, text: str) -> str:
     text = MATH.sub(_math, text)
+    # reST's "paragraph::" before a literal block: Markdown shows the indented block as code anyway.
+    text = re.sub(r"(\S)::\n\n", r"\1:\n\n", text)
     return ROLE.sub(lambda m: _role(obj, m), text)
 
 
