@@ -101,6 +101,13 @@ def test_every_api_entry_exists(page):
         assert name in defined | set(exported), f"{page}: '::: {target}': {module} has no {name}"
 
 
+def test_every_nav_page_exists():
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").split("\nnav:", 1)[1]
+    pages = re.findall(r":\s*(\S+\.md)\s*$", nav, re.M)
+    assert len(pages) > 20
+    assert [page for page in pages if not (DOCS / page).is_file()] == []
+
+
 def test_the_api_pages_are_in_the_nav():
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     for page in sorted(API.glob("*.md")):
