@@ -28,7 +28,7 @@ PAGES = {
     "numpy-adjoint.md": (),
     "choosing-a-solver.md": (),
     "batched.md": (),
-    "jax.md": ("jax",),
+    "jax.md": ("jax", "equinox"),
 }
 PNG = b"\x89PNG\r\n\x1a\n"
 
