@@ -78,7 +78,7 @@ class Sharding:
         self.offset = int(offset)
         self.global_size = int(global_size)
 
-    def check_local(self, local_size: int) -> None:
+    def _check_local(self, local_size: int) -> None:
         """Refuse a local block that does not fit in the global state."""
         if self.offset + local_size > self.global_size:
             raise ValueError(

@@ -70,7 +70,7 @@ class _Space:
                     f"sharding must be an rbpsolve.Sharding (e.g. from "
                     f"rbpsolve.adapters.torch.distributed.sharding); got {type(sharding).__name__}"
                 )
-            sharding.check_local(math.prod(array.shape))
+            sharding._check_local(math.prod(array.shape))
             xp = Sharded(xp, sharding)
         return cls(array.shape, array.dtype, _backend.device_of(array), xp)
 
