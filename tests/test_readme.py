@@ -44,10 +44,14 @@ def test_readme_python_block_runs(index):
     _run(block, f"README.md python block {index}")
 
 
-def test_torch_quick_start_trains_and_reports():
+def test_torch_quick_start_trains_and_reports(capsys):
     torch = pytest.importorskip("torch")
     block = next(b for b in BLOCKS if "rbpsolve.adapters.torch import fixed_point" in b)
     ns = _run(block, "README torch quick start")
+    # What the README says it prints, up to the digits that vary by platform.
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("Diagnostics(forward=CONVERGED in ") and "; backward=CONVERGED in " in printed[0]
+    assert printed[1].startswith("Status.CONVERGED ")
     diag, cell = ns["diag"], ns["cell"]
     assert diag.forward.ok and diag.backward is not None and diag.backward.ok
     assert cell.weight.grad is not None and torch.isfinite(cell.weight.grad).all()
