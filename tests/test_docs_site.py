@@ -197,9 +197,20 @@ def test_every_not_run_marker_comes_before_a_block(page):
         j = i + 1
         while j < len(lines) and (not lines[j].strip() or lines[j].startswith((" ", "\t"))):
             j += 1
-        assert j < len(lines) and lines[j].startswith("```python"), (
-            f"{page.relative_to(ROOT)}:{i + 1}: '{MARKER}' is not followed by a ```python block"
+        assert j < len(lines) and re.match(r"```(python|bash)\s*$", lines[j]), (
+            f"{page.relative_to(ROOT)}:{i + 1}: '{MARKER}' is not followed by a ```python or ```bash block"
         )
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_shell_block_says_why_it_is_not_run(page):
+    """Shell commands (installs, torchrun, hour-long task runs) are not run here: each says why,
+    so that a reader knows which commands the tests stand behind."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^\s*```(bash|sh|shell|console)\s*$", line):
+            reason = _marker_before(lines, i)
+            assert reason, f"{page.relative_to(ROOT)}:{i + 1}: a shell block without a '{MARKER}' reason"
 
 
 def test_the_marker_check_sees_a_missing_reason():
