@@ -18,9 +18,10 @@ import time
 
 import numpy as np
 
-from . import _backend
+from . import __version__, _backend
 from ._analyze import analyze
 from ._bounds import neumann_steps
+from ._progress import progress
 from ._solve import solve_adjoint
 from ._solvers import CGNE, GMRES, LSQR, FixedPoint, Neumann
 from .examples import tanh_network
@@ -87,12 +88,17 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Matrix-free adjoint solvers for recurrent back-propagation. The built-in example is a "
         "random network x = tanh(W x + b) whose Jacobian at the steady state has the chosen 2-norm.",
     )
+    parser.add_argument("--version", action="version", version=f"rbpsolve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     compare = sub.add_parser("compare", help="solve the example's adjoint with every solver and compare")
     _example_args(compare)
     compare.add_argument("--rtol", type=_RTOL, default=1e-8, help="relative tolerance (default 1e-8)")
     compare.add_argument(
         "--truncate", type=_STEPS, default=20, help="K of the fixed-budget Neumann-RBP row (default 20, as in the paper)"
+    )
+    compare.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar on stderr while the dense references are built (default: only when stderr is a terminal)",
     )
     compare.add_argument("--max-steps", type=_STEPS, default=5000, help="step limit of every solver (default 5000)")
     report = sub.add_parser("analyze", help="print rbpsolve.analyze() for the example, beside exact figures")
@@ -139,20 +145,16 @@ def _operator(net, backend: str, *, declare_norm: bool):
     return J, xp.asarray(net.g, dtype=xp.float64), _backend.to_numpy
 
 
-def _network(args):
+def _network(args, on_step=None):
     """The example network, or argparse's kind of error if it has no steady state with ||J|| = --norm."""
     try:
-        return tanh_network(args.n, args.norm, seed=args.seed)
+        return tanh_network(args.n, args.norm, seed=args.seed, on_step=on_step)
     except RuntimeError as error:  # the steady state vanishes (a fold) below the requested norm
         sys.stderr.write(f"rbpsolve {args.command}: error: argument --norm: {error}\n")
         raise SystemExit(2) from None
 
 
 def _compare(args) -> int:
-    net = _network(args)
-    J, g, to_numpy = _operator(net, args.backend, declare_norm=True)
-    z = net.exact_adjoint()
-    A = np.eye(net.n) - net.jacobian.T
     max_steps, rtol = args.max_steps, args.rtol
     solvers = [
         ("FixedPoint (RBP)", FixedPoint(rtol=rtol, max_steps=max_steps)),
@@ -162,9 +164,31 @@ def _compare(args) -> int:
         ("LSQR", LSQR(rtol=rtol, max_steps=max_steps)),
         ("GMRES(50)", GMRES(rtol=rtol, max_steps=max_steps, restart=50)),
     ]
+    # The dense references (the steady state by Newton's method, an LU solve, an SVD) cost O(n^3)
+    # each and take minutes at n of several thousand: the bar says which stage is running. Nothing
+    # is printed until it closes, so the table never interleaves with it on a terminal.
+    with progress(total=3 + len(solvers), desc="compare", enabled=args.progress) as bar:
+        def on_step(k, achieved):
+            bar.set_description(f"steady state {k} (dense Newton), ||J||_2 = {achieved:.4f} -> {args.norm:g}")
+
+        net = _network(args, on_step)
+        bar.update()
+        J, g, to_numpy = _operator(net, args.backend, declare_norm=True)
+        bar.set_description("reference adjoint (dense LU)")
+        z = net.exact_adjoint()
+        A = np.eye(net.n) - net.jacobian.T
+        bar.update()
+        bar.set_description("cond(I - J) (dense SVD)")
+        cond = np.linalg.cond(A)
+        bar.update()
+        rows = []
+        for name, solver in solvers:
+            bar.set_description(name)
+            rows.append(_compare_row(name, J, g, solver, to_numpy, net, A, z))
+            bar.update()
     print(
         f"Example: x = tanh(W x + b), n = {net.n}, ||J||_2 = {net.norm_J:.4f} (declared to the solvers), "
-        f"rho(J) = {net.spectral_radius:.4f}, cond(I - J) = {np.linalg.cond(A):.3f}, backend {args.backend}"
+        f"rho(J) = {net.spectral_radius:.4f}, cond(I - J) = {cond:.3f}, backend {args.backend}"
     )
     if net.norm_J < 1:
         print(
@@ -176,26 +200,26 @@ def _compare(args) -> int:
     print()
     header = ("solver", "status", "steps", "VJPs", "JVPs", "time [ms]", "rel. residual", "error bound",
               "error estimate", "true error")
-    rows = []
-    for name, solver in solvers:
-        start = time.perf_counter()
-        result = solve_adjoint(J, g, solver, throw=False)
-        elapsed = 1e3 * (time.perf_counter() - start)
-        x = np.asarray(to_numpy(result.x), dtype=np.float64)
-        residual = np.linalg.norm(net.g - A @ x) / np.linalg.norm(net.g)
-        error = np.linalg.norm(x - z)
-        bound = "-" if result.error_bound is None else f"{result.error_bound:.2e}"
-        estimate = f"{result.error_estimate:.2e}" + ("" if result.estimate_reliable else " (?)")
-        rows.append(
-            (name, result.status.name, str(result.num_steps), str(result.num_vjp), str(result.num_jvp),
-             f"{elapsed:.1f}", f"{residual:.2e}", bound, estimate, f"{error:.2e}")
-        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     return 0
+
+
+def _compare_row(name, J, g, solver, to_numpy, net, A, z) -> tuple[str, ...]:
+    """One row of compare's table: the solve, timed, against the dense reference ``z``."""
+    start = time.perf_counter()
+    result = solve_adjoint(J, g, solver, throw=False)
+    elapsed = 1e3 * (time.perf_counter() - start)
+    x = np.asarray(to_numpy(result.x), dtype=np.float64)
+    residual = np.linalg.norm(net.g - A @ x) / np.linalg.norm(net.g)
+    error = np.linalg.norm(x - z)
+    bound = "-" if result.error_bound is None else f"{result.error_bound:.2e}"
+    estimate = f"{result.error_estimate:.2e}" + ("" if result.estimate_reliable else " (?)")
+    return (name, result.status.name, str(result.num_steps), str(result.num_vjp), str(result.num_jvp),
+            f"{elapsed:.1f}", f"{residual:.2e}", bound, estimate, f"{error:.2e}")
 
 
 def _analyze(args) -> int:

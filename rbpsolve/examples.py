@@ -115,7 +115,9 @@ def _steady_state(W, b, x0, iterations=200):
     raise RuntimeError("Newton's method found no steady state; try another seed or a smaller norm")
 
 
-def tanh_network(n: int = 512, norm: float = 0.9, *, seed: int = 0, bias_scale: float = 0.5) -> TanhNetwork:
+def tanh_network(
+    n: int = 512, norm: float = 0.9, *, seed: int = 0, bias_scale: float = 0.5, on_step=None
+) -> TanhNetwork:
     """A random ``x = tanh(W x + b)`` network whose Jacobian at its steady state has ``||J||_2 = norm``.
 
     Parameters
@@ -129,6 +131,10 @@ def tanh_network(n: int = 512, norm: float = 0.9, *, seed: int = 0, bias_scale: 
         Seed of ``W``, ``b`` and the target ``y``.
     bias_scale : float
         Standard deviation of ``b``; larger biases saturate more neurons.
+    on_step : callable, optional
+        Called as ``on_step(k, achieved)`` after the ``k``-th steady state (each a dense Newton
+        solve and an SVD, O(n^3)), ``achieved`` its ``||J||_2``; ``rbpsolve compare`` shows it
+        in its progress bar, since at n of a few thousand these take minutes.
 
     Examples
     --------
@@ -145,10 +151,17 @@ def tanh_network(n: int = 512, norm: float = 0.9, *, seed: int = 0, bias_scale: 
     W0 /= np.linalg.norm(W0, 2)
     b = bias_scale * rng.standard_normal(n)
     y = rng.uniform(-1, 1, n)
+    solves = 0
+
     def jacobian_at(scale, x_start):
+        nonlocal solves
         x = _steady_state(scale * W0, b, x_start)
         J = (1 - x**2)[:, None] * (scale * W0)
-        return x, J, float(np.linalg.norm(J, 2))
+        achieved = float(np.linalg.norm(J, 2))
+        solves += 1
+        if on_step is not None:
+            on_step(solves, achieved)
+        return x, J, achieved
 
     # Continuation: saturation makes ||J|| grow more slowly than the scale of W, so grow
     # the scale by small steps, each steady state warm-started from the last, until

@@ -193,6 +193,7 @@ def test_cli_quick_runs_on_mnist(tmp_path):
 
 def test_reproduce_writes_table_and_figures(tmp_path, monkeypatch):
     """The reproduce command on a stand-in split (the real-data path is the test above)."""
+    pytest.importorskip("matplotlib", reason="reproduce draws the figures: pip install -e '.[plot]'")
     from rbpsolve.adapters.tasks.hyperopt import cli
 
     g = torch.Generator().manual_seed(0)
@@ -238,6 +239,7 @@ def _fake_results(cells, command):
 
 def test_merge_joins_cells_run_side_by_side(tmp_path):
     """Cells run in separate processes join into one grid: paper order, BPTT shared across K, meta steps shown."""
+    pytest.importorskip("matplotlib", reason="reproduce draws the figures: pip install -e '.[plot]'")
     from rbpsolve.adapters.tasks.hyperopt import cli
 
     a = _fake_results([(100, 100, ["tbptt", "neumann"], 3), (500, 50, ["bptt", "neumann"], 3)], "a")
