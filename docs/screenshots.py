@@ -16,6 +16,7 @@ Writes ``OUT/<page>.png`` (``/`` in the page's path becomes ``_``) and prints ea
 from __future__ import annotations
 
 import argparse
+import re
 import functools
 import http.server
 import shutil
@@ -62,7 +63,7 @@ def shoot(pages, out: Path, site: Path, width: int, height: int, wait_ms: int) -
     browser, written = _browser(), []
     try:
         for page in pages:
-            name = (page.strip("/").replace("/", "_").replace(".html", "") or "home") + ".png"
+            name = (re.sub(r"[/#]+", "_", page.strip("/")).replace(".html", "") or "home") + ".png"
             target = out / name
             subprocess.run(
                 [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
