@@ -5,7 +5,9 @@ NotImplementedError)."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import math
 import time
 
 import numpy as np
@@ -103,3 +105,28 @@ def best_time(fn, sync, repeat: int = 5) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def seconds_per_call(fn, number: int, sync=None) -> float:
+    """Wall time of one call, from ``number`` calls in a row (garbage collection off, as
+    timeit), with ``sync()`` (a device synchronisation) before and after when given."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if sync is not None:
+            sync()
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if sync is not None:
+            sync()
+        return (time.perf_counter() - start) / number
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def calls_per_sample(fn, sample_seconds: float, sync=None) -> int:
+    """How many calls of ``fn`` fill a sample of ``sample_seconds`` (from one timed call)."""
+    once = seconds_per_call(fn, 1, sync)
+    return max(1, math.ceil(sample_seconds / max(once, 1e-9)))

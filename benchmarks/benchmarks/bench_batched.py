@@ -34,13 +34,13 @@ The measuring code is shared with ``benchmarks/batched_report.py`` (more rounds,
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import math
-import statistics
-import time
+from statistics import median
 
 import numpy as np
+
+from ._base import calls_per_sample, seconds_per_call
 
 N = 512
 BATCH = 64
@@ -251,14 +251,14 @@ class BackwardCase:
                 "worst_residual": float(model.sample_residuals(result.x).max()),
                 "sample_steps": None if result.sample_num_steps is None else np.asarray(result.sample_num_steps),
             }
-        self.number = {mode: _number(lambda m=mode: self.solve(m), sample_seconds) for mode in MODES}
+        self.number = {mode: calls_per_sample(lambda m=mode: self.solve(m), sample_seconds) for mode in MODES}
 
     def solve(self, mode: str):
         return backward_solve(self.model, self.J, self.name, mode, self.rtol[mode])
 
     def sample(self, round_index: int = 0) -> dict:
         modes = MODES if round_index % 2 == 0 else MODES[::-1]
-        return {m: _seconds_per_call(lambda m=m: self.solve(m), self.number[m]) for m in modes}
+        return {m: seconds_per_call(lambda m=m: self.solve(m), self.number[m]) for m in modes}
 
 
 def measure_backward(model: DEQBatch | None = None, solvers=BACKWARD_SOLVERS, repeats: int = REPEATS,
@@ -448,13 +448,13 @@ def measure_forward_backward(model: DEQBatch | None = None, b_solvers=("anderson
             "difference_to_rbpsolve": gradient_difference(g_theirs, g_ours),
         }
         fns[f"torchdeq/{b}"] = lambda deq=deq: torchdeq_step(model, deq)
-    number = {k: _number(fn, sample_seconds) for k, fn in fns.items()}
+    number = {k: calls_per_sample(fn, sample_seconds) for k, fn in fns.items()}
     times = {k: [] for k in fns}
     keys = list(fns)
     for r in range(repeats):
         shift = r % len(keys)
         for k in keys[shift:] + keys[:shift]:
-            times[k].append(_seconds_per_call(fns[k], number[k]))
+            times[k].append(seconds_per_call(fns[k], number[k]))
         if progress is not None:
             progress(1)
     out["times"] = times
@@ -465,29 +465,6 @@ def peer_ratios(result, b_solver: str) -> list:
     """rbpsolve time / torchdeq time, per round (goal <= 1)."""
     t = result["times"]
     return [a / b for a, b in zip(t["rbpsolve"], t[f"torchdeq/{b_solver}"])]
-
-
-# ------------------------------------------------------------------------------- timing
-def _seconds_per_call(fn, number: int) -> float:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return (time.perf_counter() - start) / number
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _number(fn, sample_seconds: float) -> int:
-    once = _seconds_per_call(fn, 1)
-    return max(1, math.ceil(sample_seconds / max(once, 1e-9)))
-
-
-def median(values) -> float:
-    return statistics.median(values)
 
 
 # ------------------------------------------------------------------------------- asv

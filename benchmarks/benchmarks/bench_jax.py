@@ -47,13 +47,13 @@ The measuring code is shared with ``benchmarks/jax_report.py`` (more rounds, mar
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import math
-import statistics
-import time
+from statistics import median
 
 import numpy as np
+
+from ._base import calls_per_sample, seconds_per_call
 
 BATCH = 64
 SIZES = {"tanh": 512, "gru": 256}
@@ -404,13 +404,13 @@ def measure(model: Model | str, repeats: int = REPEATS, *, peers: bool | None = 
         del out["methods"][a]["gradients"]
     overhead = LoopOverhead(model)
     calls.update(overhead.calls())
-    number = {k: _number(fn, sample_seconds) for k, fn in calls.items()}
+    number = {k: calls_per_sample(fn, sample_seconds) for k, fn in calls.items()}
     times = {k: [] for k in calls}
     keys = list(calls)
     for r in range(repeats):
         shift = r % len(keys)
         for k in keys[shift:] + keys[:shift]:
-            times[k].append(_seconds_per_call(calls[k], number[k]))
+            times[k].append(seconds_per_call(calls[k], number[k]))
         if progress is not None:
             progress(1)
     out["times"] = times
@@ -474,29 +474,6 @@ def per_round(times, a, b) -> list:
 def overhead_us_per_step(result) -> list:
     t, k = result["times"], result["overhead"]["num_vjp"]
     return [(s - b) / k * 1e6 for s, b in zip(t["loop:solve"], t["loop:bare"])]
-
-
-# ------------------------------------------------------------------------------- timing
-def _seconds_per_call(fn, number: int) -> float:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return (time.perf_counter() - start) / number
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _number(fn, sample_seconds: float) -> int:
-    once = _seconds_per_call(fn, 1)
-    return max(1, math.ceil(sample_seconds / max(once, 1e-9)))
-
-
-def median(values) -> float:
-    return statistics.median(values)
 
 
 # ------------------------------------------------------------------------------- asv

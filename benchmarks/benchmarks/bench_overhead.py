@@ -35,14 +35,13 @@ import contextlib
 import gc
 import math
 import statistics
-import time
 import tracemalloc
 
 import numpy as np
 
 import rbpsolve
 
-from ._base import namespace
+from ._base import namespace, seconds_per_call
 
 STEPS = 50
 RESTART = 50
@@ -122,22 +121,6 @@ class DenseJacobian:
         return self.xp.asarray(V, dtype=self.dtype, device=self.device)
 
 
-def _seconds_per_call(fn, sync, number: int) -> float:
-    """Wall time of one call, from ``number`` calls in a row (garbage collection off, as timeit)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        sync()
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        sync()
-        return (time.perf_counter() - start) / number
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class OverheadCase:
     """One solver on one problem: its solve, its bare products and (GMRES) its limit."""
 
@@ -157,9 +140,9 @@ class OverheadCase:
         for key, fn in self.functions.items():
             # The solve above was its warm-up; a first call long enough to fill a sample
             # (the realistic size) is warm-up enough for the others, and is not repeated.
-            once = _seconds_per_call(fn, problem.sync, 1)
+            once = seconds_per_call(fn, 1, problem.sync)
             if key != "solve" and once < sample_seconds:
-                once = _seconds_per_call(fn, problem.sync, 1)
+                once = seconds_per_call(fn, 1, problem.sync)
             self.number[key] = max(1, math.ceil(sample_seconds / max(once, 1e-9)))
 
     def solve(self):
@@ -198,7 +181,7 @@ class OverheadCase:
         keys = list(self.functions)
         shift = round_index % len(keys)
         keys = keys[shift:] + keys[:shift]
-        return {k: _seconds_per_call(self.functions[k], self.problem.sync, self.number[k]) for k in keys}
+        return {k: seconds_per_call(self.functions[k], self.number[k], self.problem.sync) for k in keys}
 
 
 def measure_group(size: str, backends=OVERHEAD_BACKENDS, solvers=SOLVER_NAMES, repeats: int = REPEATS,
