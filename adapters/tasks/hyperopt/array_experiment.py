@@ -15,10 +15,10 @@ from .._cli import progress_bar
 from ..array_optim import Adam
 from .array_hypergrad import array_meta_step, numpy_start
 from .array_sgd import ArrayTrainingStep
+from .split import SPLIT, check_sizes, take_split
 
 __all__ = ["load_split_arrays", "optimise_array", "evaluate_array"]
 
-SPLIT = (10_000, 50_000, 10_000)
 
 
 def load_split_arrays(root=None, *, sizes=SPLIT, download=False) -> dict:
@@ -26,8 +26,7 @@ def load_split_arrays(root=None, *, sizes=SPLIT, download=False) -> dict:
     scaled to [0, 1] minus the mean training image (float64 before the cast, as there)."""
     from ..data.mnist import load_mnist
 
-    if len(sizes) != 3 or any(int(n) < 1 for n in sizes) or sum(sizes) > 70_000:
-        raise ValueError(f"sizes must be three positive counts summing to at most 70,000; got {sizes}")
+    check_sizes(sizes)
     xs, ys = [], []
     for part in ("train", "test"):
         images, labels = load_mnist(part, root=root, download=download)
@@ -35,11 +34,7 @@ def load_split_arrays(root=None, *, sizes=SPLIT, download=False) -> dict:
         ys.append(np.asarray(labels, dtype=np.int64))
     x = (np.concatenate(xs) - xs[0].mean(axis=0)).astype(np.float32)
     y = np.concatenate(ys)
-    out, start = {}, 0
-    for name, n in zip(("train", "val", "test"), sizes):
-        out[name] = (x[start:start + n], y[start:start + n])
-        start += n
-    return out
+    return take_split(x, y, sizes)
 
 
 def optimise_array(mlp, train, meta, xp, *, method: str, steps: int, truncate, meta_steps: int, meta_lr: float = 0.05,

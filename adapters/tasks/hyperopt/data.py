@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SPLIT", "load_split"]
+from .split import SPLIT, check_sizes, take_split
 
-SPLIT = (10_000, 50_000, 10_000)
+__all__ = ["SPLIT", "load_split"]
 
 
 def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32, download=False):
@@ -28,8 +28,7 @@ def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32, download=False):
     """
     from rbpsolve.adapters.tasks.data.mnist import load_mnist
 
-    if len(sizes) != 3 or any(int(n) < 1 for n in sizes) or sum(sizes) > 70_000:
-        raise ValueError(f"sizes must be three positive counts summing to at most 70,000; got {sizes}")
+    check_sizes(sizes)
     xs, ys = [], []
     for part in ("train", "test"):
         images, labels = load_mnist(part, root=root, download=download)
@@ -38,8 +37,4 @@ def load_split(root=None, *, sizes=SPLIT, dtype=torch.float32, download=False):
     mean = xs[0].mean(dim=0)
     x = (torch.cat(xs) - mean).to(dtype)
     y = torch.cat(ys)
-    out, start = {}, 0
-    for name, n in zip(("train", "val", "test"), sizes):
-        out[name] = (x[start : start + n], y[start : start + n])
-        start += n
-    return out
+    return take_split(x, y, sizes)
