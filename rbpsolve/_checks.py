@@ -22,7 +22,6 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend
-from ._sharding import local_namespace  # a sharded space's arrays are of its base library
 
 __all__ = [
     "check_not_matrix",
@@ -221,7 +220,7 @@ def _mismatch(array, space) -> str | None:
     "device", or None. The order is that of the fixes: a library's arrays can only be
     compared in that library."""
     if type(array) is not space.array_type:
-        if _library_of(array) is not local_namespace(space.xp):
+        if _library_of(array) is not _backend.local(space.xp):  # a sharded space's arrays are of its base library
             return "library"
         space.array_type = type(array)
     if tuple(array.shape) != space.shape:

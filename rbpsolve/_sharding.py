@@ -27,7 +27,9 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["Sharding", "Sharded", "local_namespace"]
+import array_api_compat
+
+__all__ = ["Sharding", "Sharded"]
 
 
 class Sharding:
@@ -99,7 +101,7 @@ class Sharded:
     split over the ranks: the whole array (``axis=None``), or in a batch of states (samples
     on axis 0, whole on every rank) the axes of a sample. Small arrays that every rank
     holds whole (Krylov coefficients, Anderson's Gram matrices) are reduced with the base
-    namespace instead (:func:`local_namespace`, :func:`rbpsolve._backend.local`).
+    namespace instead (:func:`rbpsolve._backend.local`).
     """
 
     def __init__(self, xp, sharding: Sharding):
@@ -143,7 +145,7 @@ class Sharded:
             axes = range(x.ndim) if axis is None else [axis] if isinstance(axis, int) else axis
             axes = {a % x.ndim for a in axes}
             shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape) if keepdims or i not in axes)
-            return self.xp.full(shape, empty, dtype=x.dtype, device=_device(x))
+            return self.xp.full(shape, empty, dtype=x.dtype, device=array_api_compat.device(x))
         return local(x, axis=axis, keepdims=keepdims)
 
     def all(self, x, /, *, axis=None, keepdims=False):
@@ -185,15 +187,3 @@ class _Linalg:
         if ord == math.inf:
             return sharded.max(sharded.xp.abs(x), axis=axis, keepdims=keepdims)
         raise NotImplementedError(f"vector_norm of order {ord} on a sharded array")
-
-
-def _device(x):
-    import array_api_compat
-
-    return array_api_compat.device(x)
-
-
-def local_namespace(xp):
-    """The namespace that computes on this rank's data alone: ``xp`` itself unless it is
-    :class:`Sharded` (for arrays every rank holds whole, such as coefficient vectors)."""
-    return xp.xp if type(xp) is Sharded else xp
